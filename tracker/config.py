@@ -1,0 +1,250 @@
+"""The configuration file: loaded, checked completely, and frozen before anything else runs.
+
+A daemon that runs for months should refuse a typo on day one rather than poll the wrong thing
+quietly, so unknown keys, wrong types and invalid addresses are all errors, reported on one line
+that names the file, the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tracker.addresses import AddressError, normalize_address
+
+DEFAULT_CONFIG = "tracker.toml"
+CONFIG_ENV = "TRACKER_CONFIG"
+DATABASE_URL_ENV = "TRACKER_DATABASE_URL"
+API_KEY_ENV = "SPACESCAN_API_KEY"
+
+NETWORKS: dict[str, dict[str, str]] = {
+    "mainnet": {
+        "prefix": "xch",
+        "free": "https://api.spacescan.io",
+        "pro": "https://pro-api.spacescan.io",
+    },
+    "testnet11": {
+        "prefix": "txch",
+        "free": "https://api-testnet11.spacescan.io",
+        "pro": "https://pro-api-testnet11.spacescan.io",
+    },
+}
+
+# The free host allows about one request every 20 s; paid plans allow far more, but how much is
+# not published, so the keyed default stays modest and users raise it to match their plan.
+FREE_REQUESTS_PER_MINUTE = 3.0
+KEYED_REQUESTS_PER_MINUTE = 60.0
+
+
+class ConfigError(Exception):
+    """A configuration problem; its message is the one line shown to the user (exit status 2)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DatabaseSection(_Section):
+    url: str = Field(default="sqlite:///tracker.db", min_length=1)
+
+
+class SpacescanSection(_Section):
+    network: Literal["mainnet", "testnet11"] = "mainnet"
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, min_length=1)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    requests_per_minute: float | None = Field(default=None, gt=0, le=100_000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    include_xch: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class ScheduleSection(_Section):
+    interval_seconds: int = Field(default=300, ge=1)
+
+
+class AddressEntry(_Section):
+    address: str
+    label: str | None = Field(default=None, max_length=200)
+
+
+class _File(_Section):
+    database: DatabaseSection = DatabaseSection()
+    spacescan: SpacescanSection = SpacescanSection()
+    schedule: ScheduleSection = ScheduleSection()
+    addresses: list[AddressEntry] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WatchedAddress:
+    address: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class SpacescanSettings:
+    base_url: str
+    network: str
+    api_key: str | None
+    timeout_seconds: float
+    requests_per_minute: float
+    concurrency: int
+    max_attempts: int
+    include_xch: bool
+
+    def __repr__(self) -> str:
+        # The key must never reach a log line, not even through a repr in a debug message.
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"SpacescanSettings(base_url={self.base_url!r}, network={self.network!r}, "
+            f"api_key={key}, requests_per_minute={self.requests_per_minute})"
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    database_url: str
+    spacescan: SpacescanSettings
+    interval_seconds: int
+    addresses: tuple[WatchedAddress, ...]
+
+
+def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """``--config`` wins, then ``$TRACKER_CONFIG``, then ``./tracker.toml``."""
+    return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the whole file; raises :class:`ConfigError` with a one-line message."""
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found (give --config PATH or set {CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {_one_line(exc)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {_one_line(exc)}") from None
+    return parse(raw, path, env)
+
+
+def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    try:
+        data = _File.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+
+    network = NETWORKS[data.spacescan.network]
+    addresses = _check_addresses(data.addresses, network["prefix"], path)
+
+    api_key = env.get(API_KEY_ENV) or data.spacescan.api_key
+    base_url = data.spacescan.base_url or network["pro" if api_key else "free"]
+    rpm = data.spacescan.requests_per_minute or (
+        KEYED_REQUESTS_PER_MINUTE if api_key else FREE_REQUESTS_PER_MINUTE
+    )
+    database_url = env.get(DATABASE_URL_ENV) or data.database.url
+    _check_database_url(
+        database_url, DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else f"{path}: database.url"
+    )
+    return Settings(
+        path=path,
+        database_url=database_url,
+        spacescan=SpacescanSettings(
+            base_url=base_url,
+            network=data.spacescan.network,
+            api_key=api_key,
+            timeout_seconds=data.spacescan.timeout_seconds,
+            requests_per_minute=rpm,
+            concurrency=data.spacescan.concurrency,
+            max_attempts=data.spacescan.max_attempts,
+            include_xch=data.spacescan.include_xch,
+        ),
+        interval_seconds=data.schedule.interval_seconds,
+        addresses=addresses,
+    )
+
+
+def _check_addresses(
+    entries: list[AddressEntry], prefix: str, path: Path
+) -> tuple[WatchedAddress, ...]:
+    seen: dict[str, int] = {}
+    result = []
+    for index, entry in enumerate(entries):
+        key = f"addresses[{index}].address"
+        try:
+            address = normalize_address(entry.address, prefix)
+        except AddressError as exc:
+            raise ConfigError(
+                f"{path}: {key}: {entry.address!r} is not a valid Chia address ({exc})"
+            ) from None
+        if address in seen:
+            raise ConfigError(
+                f"{path}: {key}: {entry.address!r} is a duplicate of addresses[{seen[address]}]"
+            )
+        seen[address] = index
+        result.append(WatchedAddress(address=address, label=entry.label))
+    return tuple(result)
+
+
+def _check_database_url(url: str, where: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{where}: not a database URL (expected e.g. sqlite:///tracker.db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        shown = parsed.render_as_string(hide_password=True)
+        raise ConfigError(f"{where}: {shown!r}: only sqlite and postgresql databases are supported")
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    key = _dotted(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        text = f"{key}: unknown key (check the spelling)"
+    elif first["type"] == "missing":
+        text = f"{key}: required key is missing"
+    else:
+        shown = "(hidden)" if "api_key" in first["loc"] else _short(first.get("input"))
+        text = f"{key}: {message}, got {shown}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return text
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

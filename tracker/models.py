@@ -1,0 +1,135 @@
+"""The tables. Alembic owns the schema; these models must match ``migrations/`` exactly.
+
+Amounts are integers of mojos (``BigInteger``) so that no database ever rounds them; times are
+UTC everywhere, and SQLite (which has no time zone type) stores them as UTC text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+XCH_ASSET_ID = "xch"
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Address(Base):
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(100), unique=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Asset(Base):
+    """XCH is the asset ``xch`` (12 decimals); a CAT is its 64-hex asset id (3 decimals)."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    symbol: Mapped[str | None] = mapped_column(String(200))
+    decimals: Mapped[int] = mapped_column(Integer)
+
+
+class Snapshot(Base):
+    """One successful poll of one address; its balances are every row that points to it."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("address_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SnapshotBalance(Base):
+    __tablename__ = "snapshot_balances"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    balance_mojos: Mapped[int] = mapped_column(BigInteger)
+
+
+class Delta(Base):
+    """A change of one asset between two consecutive successful snapshots of an address."""
+
+    __tablename__ = "deltas"
+    __table_args__ = (Index(None, "asset_id"),)
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    previous_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    previous_balance_mojos: Mapped[int] = mapped_column(BigInteger)
+    balance_mojos: Mapped[int] = mapped_column(BigInteger)
+    delta_mojos: Mapped[int] = mapped_column(BigInteger)
+
+
+class PollAttempt(Base):
+    """Every poll of every address, good or bad, so gaps in the history are visible."""
+
+    __tablename__ = "poll_attempts"
+    __table_args__ = (Index(None, "address_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ok: Mapped[bool]
+    error: Mapped[str | None] = mapped_column(Text)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))

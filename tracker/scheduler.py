@@ -1,0 +1,113 @@
+"""The daemon: APScheduler runs the poll job on an interval until a signal says stop.
+
+Stopping is the delicate part. A stop cancels every wait at once (the shared clock), lets a
+write in progress commit, and gives the poll a few seconds to finish; an HTTP request that is
+still waiting on the network after that is abandoned rather than waited for, because the
+transaction boundary already guarantees that no half-written snapshot can exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from tracker.clock import Cancelled, SystemClock
+from tracker.config import WatchedAddress
+from tracker.db import describe
+from tracker.poller import Poller, PollSummary
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 5.0
+
+
+class Daemon:
+    """Runs ``poller`` every ``interval_seconds``, the first poll at once, never two at a time."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        addresses: Sequence[WatchedAddress],
+        interval_seconds: int,
+        clock: SystemClock,
+        *,
+        on_poll: Callable[[PollSummary], None] | None = None,
+    ) -> None:
+        self._poller = poller
+        self._addresses = tuple(addresses)
+        self._interval = interval_seconds
+        self._clock = clock
+        self._on_poll = on_poll
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> bool:
+        """Block until stopped; True when the last poll finished, False if it was abandoned."""
+        scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        scheduler.add_job(
+            self._poll_once,
+            "interval",
+            seconds=self._interval,
+            next_run_time=self._clock.now(),
+            id="poll",
+            name="poll every address",
+        )
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
+        scheduler.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.info("stopping")
+            self._clock.stop()
+            scheduler.shutdown(wait=False)
+        finished = self._idle.wait(STOP_GRACE_SECONDS)
+        if not finished:
+            log.warning(
+                "a poll is still waiting on the network; it is abandoned, nothing was written"
+            )
+        return finished
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self._stop.set()
+
+    def _poll_once(self) -> None:
+        if self._stop.is_set():
+            return
+        self._idle.clear()
+        try:
+            summary = self._poller.poll(self._addresses)
+        except Cancelled:
+            log.info("poll cancelled")
+        except SQLAlchemyError as exc:
+            log.error("poll failed: database unavailable: %s", describe(exc))
+        except Exception as exc:  # the daemon must outlive any single poll
+            log.error("poll failed: %s: %s", type(exc).__name__, describe(exc))
+            log.debug("poll failure", exc_info=True)
+        else:
+            log.info(summary.line())
+            if self._on_poll is not None:
+                self._on_poll(summary)
+        finally:
+            self._idle.set()
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
