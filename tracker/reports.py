@@ -206,8 +206,9 @@ def _report_address(
             return []
     start_balances = _balances(connection, start.id)
     end_balances = _balances(connection, end.id)
-    counts = dict(
-        connection.execute(
+    counts: dict[int, int] = {
+        asset: count
+        for asset, count in connection.execute(
             select(Delta.asset_id, func.count())
             .join(Snapshot, Snapshot.id == Delta.snapshot_id)
             .where(
@@ -216,8 +217,8 @@ def _report_address(
                 Snapshot.taken_at <= end.taken_at,
             )
             .group_by(Delta.asset_id)
-        ).tuples()
-    )
+        )
+    }
     assets = _assets(connection, set(start_balances) | set(end_balances) | set(counts))
     result = []
     for ref in sorted(assets.values(), key=_asset_sort_key):

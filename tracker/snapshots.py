@@ -114,6 +114,7 @@ class SnapshotStore:
                 .limit(1)
             ).first()
             previous: dict[int, int] | None = None
+            names = {pk: asset for asset, pk in assets.items()}
             if previous_row is not None:
                 if observation.taken_at <= previous_row.taken_at:
                     raise StoreError(
@@ -121,11 +122,12 @@ class SnapshotStore:
                         f"one ({previous_row.taken_at.isoformat()}): has the clock gone back?"
                     )
                 balance_rows = connection.execute(
-                    select(SnapshotBalance.asset_id, SnapshotBalance.balance_mojos).where(
-                        SnapshotBalance.snapshot_id == previous_row.id
-                    )
-                )
-                previous = {row.asset_id: row.balance_mojos for row in balance_rows}
+                    select(SnapshotBalance.asset_id, Asset.asset_id, SnapshotBalance.balance_mojos)
+                    .join(Asset, Asset.id == SnapshotBalance.asset_id)
+                    .where(SnapshotBalance.snapshot_id == previous_row.id)
+                ).all()
+                previous = {pk: mojos for pk, _, mojos in balance_rows}
+                names.update((pk, asset) for pk, asset, _ in balance_rows)
             deltas = compute_deltas(previous, current)
 
             snapshot_id = connection.execute(
@@ -168,7 +170,6 @@ class SnapshotStore:
                 )
             )
         self._assets.update(fresh_assets)
-        names = {pk: asset for asset, pk in assets.items()}
         return StoredSnapshot(
             snapshot_id=snapshot_id,
             baseline=previous_row is None,

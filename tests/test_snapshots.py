@@ -1,0 +1,226 @@
+"""The snapshot store against real databases: what a poll leaves behind, and what it must not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from conftest import make_address, make_asset
+from sqlalchemy import Engine, event, func, select, text
+
+from tracker.config import WatchedAddress
+from tracker.models import Asset, Delta, PollAttempt, Snapshot, SnapshotBalance
+from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoreError
+
+ADDRESS = make_address(1)
+OTHER = make_address(2)
+CAT_A, CAT_B = make_asset(0xA), make_asset(0xB)
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def observe(
+    at: datetime, balances: dict[str, int], address: str = ADDRESS, **names: Any
+) -> Observation:
+    assets = {
+        asset: AssetInfo(
+            asset, None, names.get("name"), names.get("symbol"), 12 if asset == "xch" else 3
+        )
+        for asset in balances
+    }
+    return Observation(address, at - timedelta(seconds=1), at, balances, assets)
+
+
+@pytest.fixture
+def store(engine: Engine) -> SnapshotStore:
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(ADDRESS, "main"), WatchedAddress(OTHER, None)], T0)
+    return store
+
+
+def count(engine: Engine, model: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def deltas(engine: Engine) -> list[tuple[str, int, int, int]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                Asset.asset_id, Delta.previous_balance_mojos, Delta.balance_mojos, Delta.delta_mojos
+            )
+            .join(Asset, Asset.id == Delta.asset_id)
+            .order_by(Asset.asset_id)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_first_snapshot_is_a_baseline(store: SnapshotStore, engine: Engine) -> None:
+    stored = store.record_success(observe(T0, {"xch": 10**12, CAT_A: 1500}))
+    assert stored.baseline
+    assert stored.deltas == []
+    assert count(engine, Snapshot) == 1
+    assert count(engine, SnapshotBalance) == 2
+    assert count(engine, Delta) == 0
+    with engine.connect() as connection:
+        attempt = connection.execute(select(PollAttempt)).one()
+    assert attempt.ok
+    assert attempt.snapshot_id == stored.snapshot_id
+    assert attempt.error is None
+
+
+def test_deltas_record_changed_appeared_and_disappeared(
+    store: SnapshotStore, engine: Engine
+) -> None:
+    store.record_success(observe(T0, {"xch": 100, CAT_A: 5, CAT_B: 7}))
+    stored = store.record_success(
+        observe(T0 + timedelta(minutes=5), {"xch": 100, CAT_A: 9, make_asset(0xC): 1})
+    )
+    assert not stored.baseline
+    assert deltas(engine) == sorted(
+        [(CAT_A, 5, 9, 4), (CAT_B, 7, 0, -7), (make_asset(0xC), 0, 1, 1)]
+    )
+    unchanged = store.record_success(
+        observe(T0 + timedelta(minutes=10), {"xch": 100, CAT_A: 9, make_asset(0xC): 1})
+    )
+    assert unchanged.deltas == []
+    assert count(engine, Delta) == 3
+
+
+def test_addresses_have_separate_histories(store: SnapshotStore, engine: Engine) -> None:
+    store.record_success(observe(T0, {"xch": 1}))
+    other = store.record_success(observe(T0 + timedelta(seconds=1), {"xch": 50}, address=OTHER))
+    assert other.baseline
+    store.record_success(observe(T0 + timedelta(minutes=5), {"xch": 2}))
+    assert deltas(engine) == [("xch", 1, 2, 1)]
+
+
+def test_a_failed_poll_leaves_an_attempt_and_no_snapshot(
+    store: SnapshotStore, engine: Engine
+) -> None:
+    store.record_success(observe(T0, {"xch": 100}))
+    store.record_failure(
+        ADDRESS, T0 + timedelta(minutes=5), T0 + timedelta(minutes=5, seconds=3), "HTTP 503"
+    )
+    assert count(engine, Snapshot) == 1
+    store.record_success(observe(T0 + timedelta(minutes=10), {"xch": 150}))
+    assert deltas(engine) == [("xch", 100, 150, 50)]
+    with engine.connect() as connection:
+        attempts = connection.execute(
+            select(PollAttempt.ok, PollAttempt.error).order_by(PollAttempt.id)
+        ).all()
+    assert [tuple(a) for a in attempts] == [(True, None), (False, "HTTP 503"), (True, None)]
+
+
+def test_snapshot_and_deltas_are_all_or_nothing(store: SnapshotStore, engine: Engine) -> None:
+    store.record_success(observe(T0, {"xch": 100, CAT_A: 1}))
+
+    def fail_on_deltas(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "INSERT INTO deltas" in statement:
+            raise RuntimeError("database died mid-snapshot")
+
+    event.listen(engine, "before_cursor_execute", fail_on_deltas)
+    try:
+        with pytest.raises(RuntimeError, match="mid-snapshot"):
+            store.record_success(observe(T0 + timedelta(minutes=5), {"xch": 200, make_asset(7): 3}))
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_on_deltas)
+    assert (count(engine, Snapshot), count(engine, SnapshotBalance), count(engine, Delta)) == (
+        1,
+        2,
+        0,
+    )
+    assert count(engine, PollAttempt) == 1
+    assert count(engine, Asset) == 2, "the new asset was rolled back with the snapshot"
+    # The store is still usable, and the next snapshot is compared with the last stored one.
+    store.record_success(observe(T0 + timedelta(minutes=10), {"xch": 300, make_asset(7): 3}))
+    assert deltas(engine) == sorted(
+        [(CAT_A, 1, 0, -1), (make_asset(7), 0, 3, 3), ("xch", 100, 300, 200)]
+    )
+
+
+def test_a_clock_going_back_is_refused(store: SnapshotStore, engine: Engine) -> None:
+    store.record_success(observe(T0, {"xch": 1}))
+    with pytest.raises(StoreError, match="clock"):
+        store.record_success(observe(T0 - timedelta(hours=1), {"xch": 2}))
+    assert count(engine, Snapshot) == 1
+
+
+def test_asset_names_are_kept_when_the_api_stops_sending_them(
+    store: SnapshotStore, engine: Engine
+) -> None:
+    store.record_success(observe(T0, {CAT_A: 1}, name="Spacebucks", symbol="SBX"))
+    store.record_success(observe(T0 + timedelta(minutes=1), {CAT_A: 2}))
+    store.record_success(
+        observe(T0 + timedelta(minutes=2), {CAT_A: 3}, name="Spacebucks", symbol="SBX2")
+    )
+    with engine.connect() as connection:
+        asset = connection.execute(select(Asset).where(Asset.asset_id == CAT_A)).one()
+    assert (asset.name, asset.symbol) == ("Spacebucks", "SBX2")
+
+
+def test_largest_balances_are_stored_exactly(store: SnapshotStore, engine: Engine) -> None:
+    top = 2**63 - 1
+    store.record_success(observe(T0, {"xch": top, CAT_A: 9007199254740993}))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Asset.asset_id, SnapshotBalance.balance_mojos).join(
+                Asset, Asset.id == SnapshotBalance.asset_id
+            )
+        )
+        stored = {asset: mojos for asset, mojos in rows}
+    assert stored == {"xch": top, CAT_A: 9007199254740993}
+
+
+def test_views_show_exact_token_units(store: SnapshotStore, engine: Engine) -> None:
+    store.record_success(observe(T0, {"xch": 1234567891234, CAT_A: 9007199254740993}, symbol="SBX"))
+    store.record_success(
+        observe(T0 + timedelta(minutes=5), {"xch": 1, CAT_A: 9007199254740493}, symbol="SBX")
+    )
+    with engine.connect() as connection:
+        history = connection.execute(
+            text(
+                "SELECT address, label, asset_id, symbol, taken_at, balance_mojos, balance"
+                " FROM balance_history ORDER BY taken_at, asset_id"
+            )
+        ).all()
+        changes = connection.execute(
+            text(
+                "SELECT address, label, asset_id, symbol, taken_at, previous_taken_at,"
+                " previous_balance_mojos, balance_mojos, delta_mojos, delta"
+                " FROM balance_changes ORDER BY asset_id"
+            )
+        ).all()
+    assert [(r.asset_id, r.balance_mojos, f"{Decimal(str(r.balance)):f}") for r in history] == [
+        (CAT_A, 9007199254740993, "9007199254740.993"),
+        ("xch", 1234567891234, "1.234567891234"),
+        (CAT_A, 9007199254740493, "9007199254740.493"),
+        ("xch", 1, "0.000000000001"),
+    ]
+    assert {(r.address, r.label) for r in history} == {(ADDRESS, "main")}
+    assert [
+        (r.asset_id, r.previous_balance_mojos, r.balance_mojos, r.delta_mojos, str(r.delta))
+        for r in changes
+    ] == [
+        (CAT_A, 9007199254740993, 9007199254740493, -500, "-0.500"),
+        ("xch", 1234567891234, 1, -1234567891233, "-1.234567891233"),
+    ]
+    # Every delta has a decimal value equal to its mojos, on both databases.
+    assert all(
+        Decimal(str(r.delta)) == Decimal(r.delta_mojos).scaleb(-(3 if r.asset_id != "xch" else 12))
+        for r in changes
+    )
+    assert all(str(r.previous_taken_at)[:16] == "2026-11-24 12:00" for r in changes)
+    assert all(str(r.taken_at)[:16] == "2026-11-24 12:05" for r in changes)
+
+
+def test_labels_follow_the_config_and_removed_addresses_keep_history(engine: Engine) -> None:
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(ADDRESS, "old")], T0)
+    store.record_success(observe(T0, {"xch": 1}))
+    store.sync_addresses([WatchedAddress(ADDRESS, "new"), WatchedAddress(OTHER, "other")], T0)
+    store.sync_addresses([WatchedAddress(OTHER, "other")], T0)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT address, label FROM balance_history")).all()
+    assert [tuple(r) for r in rows] == [(ADDRESS, "new")]
