@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -32,6 +33,7 @@ MAX_MOJOS = 2**63 - 1
 
 _NUMBER = re.compile(r"\s*-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _RATE_LIMIT_WORDS = ("rate limit", "too many requests", "ratelimit")
+_T = TypeVar("_T")
 
 
 class SpacescanError(Exception):
@@ -110,11 +112,11 @@ class SpacescanClient:
 
     def balances(self, address: str, *, include_xch: bool = True) -> Balances:
         """Both balance endpoints for ``address``; raises :class:`SpacescanError`."""
-        tokens = parse_token_balances(self._get("token-balance", address))
-        xch = parse_xch_balance(self._get("xch-balance", address)) if include_xch else None
+        tokens = self._get("token-balance", address, parse_token_balances)
+        xch = self._get("xch-balance", address, parse_xch_balance) if include_xch else None
         return Balances(tokens=tokens, xch_mojos=xch)
 
-    def _get(self, endpoint: str, address: str) -> bytes:
+    def _get(self, endpoint: str, address: str, parse: Callable[[bytes], _T]) -> _T:
         url = f"{self.base_url}/address/{endpoint}/{address}"
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._api_key:
@@ -124,7 +126,10 @@ class SpacescanClient:
             attempt += 1
             self._budget.acquire()
             try:
-                return self._judge(self._session.get(url, headers=headers, timeout=self._timeout))
+                # Parsed inside the loop: a rate-limit message in a 200 body must be retried too.
+                return parse(
+                    self._judge(self._session.get(url, headers=headers, timeout=self._timeout))
+                )
             except SpacescanError as exc:
                 error = exc
             except requests.Timeout:
@@ -133,7 +138,10 @@ class SpacescanClient:
                 error = Unavailable(f"connection failed ({type(exc).__name__})")
             if not error.retryable or attempt >= self._retry.max_attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise type(error)(f"{endpoint}: {error}{suffix}") from None
+                message = f"{endpoint}: {error}{suffix}"
+                if self._api_key:  # a server may echo the key back in its message
+                    message = message.replace(self._api_key, "***")
+                raise type(error)(message) from None
             wait = self._retry.backoff(attempt, error.retry_after)
             if isinstance(error, RateLimited):
                 self._budget.pause(wait)
@@ -193,7 +201,8 @@ def _payload(body: bytes | str) -> dict[str, Any]:
         raise BadAnswer("answered HTML instead of JSON")
     try:
         payload = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+    # ArithmeticError: a JSON number whose exponent Decimal cannot hold (1e99999999999999999999).
+    except (ValueError, ArithmeticError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not JSON"
         raise BadAnswer(f"answer is not valid JSON ({detail}, {len(text)} bytes)") from None
     if not isinstance(payload, dict):
@@ -257,9 +266,16 @@ def _mojos(amount: Decimal, decimals: int, what: str) -> int:
         raise BadAnswer(f"{what}: amount {amount} is too large")
     with localcontext() as context:
         context.prec = 80
-        mojos = amount.scaleb(decimals)
-        if mojos != mojos.to_integral_value():
-            raise BadAnswer(f"{what}: amount {amount} has a fraction of a mojo")
+        # Rounding here can only drop digits far below one mojo (the integer part is at most
+        # 43 digits), so an inexact result means a fraction of a mojo: never round it away.
+        context.traps[Inexact] = True
+        try:
+            mojos = amount.scaleb(decimals)
+            fractional = mojos != mojos.to_integral_value()
+        except Inexact:
+            fractional = True
+        if fractional:
+            raise BadAnswer(f"{what}: amount {_clip(amount)} has a fraction of a mojo")
     result = int(mojos)
     if result > MAX_MOJOS:
         raise BadAnswer(f"{what}: amount {amount} exceeds the 64-bit mojo range stored")
