@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,7 +40,7 @@ balances = st.dictionaries(
 @given(st.lists(balances, min_size=1, max_size=12))
 def test_replaying_deltas_reproduces_every_snapshot(snapshots: list[dict[str, int]]) -> None:
     state = dict(snapshots[0])
-    for previous, current in zip(snapshots, snapshots[1:], strict=False):
+    for previous, current in itertools.pairwise(snapshots):
         deltas = compute_deltas(previous, current)
         assert len({d.asset for d in deltas}) == len(deltas)
         assert all(d.delta_mojos != 0 for d in deltas)

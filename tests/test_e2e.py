@@ -176,7 +176,7 @@ def test_run_polls_at_once_and_stops_cleanly_on_sigterm(
         env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
     )
     try:
-        # Two addresses × two endpoints per poll: wait for three polls' worth of requests.
+        # Two addresses, two endpoints per poll: wait for three polls' worth of requests.
         assert api.wait_count(12, timeout=30), "the daemon did not poll"
         api.set_xch(ALICE, 2_000_000_000_000)
         assert api.wait_count(20, timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -19,7 +20,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
         assert db.current_revision(engine) is None
         db.upgrade(engine)
         assert db.current_revision(engine) == db.head_revision()
-        assert TABLES <= set(inspect(engine).get_table_names())
+        assert set(inspect(engine).get_table_names()) >= TABLES
         assert set(inspect(engine).get_view_names()) == VIEWS
 
         db.downgrade(engine, "base")
@@ -51,12 +52,7 @@ def test_a_database_from_a_newer_tracker_is_refused(db_url: str) -> None:
         db.upgrade(engine)
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
-        try:
+        with pytest.raises(db.DatabaseError, match="revision 9999, newer than this tracker"):
             db.ensure_current(engine)
-        except db.DatabaseError as exc:
-            assert "9999" in str(exc)
-            assert "newer" in str(exc)
-        else:
-            raise AssertionError("a schema from the future was accepted")
     finally:
         engine.dispose()

@@ -242,7 +242,9 @@ def run(app: App) -> None:
     SIGINT or SIGTERM stop it within seconds (exit 0); a poll in progress is finished or
     abandoned, never half-written.
 
-    Example: tracker --config config.example.toml run
+    \b
+    Example:
+      tracker --config config.example.toml run
     """
     _setup_logging(app)
     settings = app.settings
@@ -284,7 +286,9 @@ def run(app: App) -> None:
 def poll(app: App) -> None:
     """Poll every address once and exit: 0 if all succeeded, 1 if any failed.
 
-    Example: tracker poll
+    \b
+    Example:
+      tracker poll
     """
     _setup_logging(app)
     poller, _ = _poller(app, SystemClock())
@@ -320,7 +324,9 @@ BALANCE_COLUMNS = (
 def balances(app: App, address: str | None, fmt: str) -> None:
     """The latest balance of each address and asset.
 
-    Example: tracker balances --format json
+    \b
+    Example:
+      tracker balances --format json
     """
     rows = reports.latest_balances(app.engine(migrate=False), address)
     _print(rows, BALANCE_COLUMNS, fmt, "no snapshots yet: run `tracker poll`")
@@ -356,7 +362,9 @@ def report(
     snapshot when history starts later), end_balance at the last one at or before --until;
     changes counts the recorded balance changes in between.
 
-    Example: tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
+    \b
+    Example:
+      tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
     """
     rows = reports.change_report(app.engine(migrate=False), since, until, address)
     _print(rows, REPORT_COLUMNS, fmt, "no snapshots in this window")
@@ -382,7 +390,9 @@ HISTORY_COLUMNS = (
 def history(app: App, address: str, asset: str | None, fmt: str) -> None:
     """The balance time series of ADDRESS (an address or a label), oldest first.
 
-    Example: tracker history example --asset xch --format csv
+    \b
+    Example:
+      tracker history example --asset xch --format csv
     """
     rows = reports.history(app.engine(migrate=False), address, asset)
     _print(rows, HISTORY_COLUMNS, fmt, "no snapshots of this address yet")
@@ -400,7 +410,9 @@ def db_group() -> None:
 def db_upgrade(app: App, revision: str) -> None:
     """Create or upgrade the schema. `run` and `poll` do this on their own.
 
-    Example: tracker db upgrade
+    \b
+    Example:
+      tracker db upgrade
     """
     engine = db.create(app.settings.database_url)
     try:
@@ -417,7 +429,9 @@ def db_upgrade(app: App, revision: str) -> None:
 def db_downgrade(app: App, revision: str) -> None:
     """Downgrade the schema to REVISION (`base` removes every table: history is lost).
 
-    Example: tracker db downgrade base
+    \b
+    Example:
+      tracker db downgrade base
     """
     engine = db.create(app.settings.database_url)
     try:

@@ -8,6 +8,7 @@ that names the file, the key and the bad value.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +144,8 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{path}: cannot read config file: {_one_line(exc)}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     return parse(raw, path, env)
 
 
@@ -207,9 +210,9 @@ def _check_addresses(
 def _check_database_url(url: str, where: str) -> None:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
-            f"{where}: not a database URL (expected e.g. sqlite:///tracker.db)"
+            f"{where}: {_short(url)}: not a database URL (expected e.g. sqlite:///tracker.db)"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
@@ -237,12 +240,30 @@ def _describe(exc: ValidationError) -> str:
 def _dotted(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # A quoted TOML key may be empty or hold a newline; repr keeps the message on one line.
+        name = part if part and part.isprintable() else repr(part)
+        out += f".{name}" if out else name
     return out or "(top level)"
 
 
+# The password of anything shaped like user:password@host, hidden before a value is echoed.
+_CREDENTIALS = re.compile(r"(?<=:)[^@\s'\"]*(?=@)")
+
+
+def _redact(value: object) -> object:
+    """The value with everything under an ``api_key`` key hidden (e.g. a [[spacescan]] typo)."""
+    if isinstance(value, Mapping):
+        return {k: "(hidden)" if k == "api_key" else _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
 def _short(value: object) -> str:
-    text = repr(value)
+    text = _CREDENTIALS.sub("***", repr(_redact(value)))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

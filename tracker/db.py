@@ -33,7 +33,7 @@ def normalize_url(url: str | URL) -> URL:
     """Parse a URL; plain ``postgresql://`` means psycopg 3, the driver tracker installs."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise DatabaseError("not a valid SQLAlchemy database URL") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -44,7 +44,7 @@ def mask(url: str | URL) -> str:
     """The URL as it may appear in logs and errors."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
 
 

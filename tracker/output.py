@@ -45,7 +45,8 @@ def _plain(value: object, kind: Kind) -> object:
     if kind in ("amount", "change", "mojos"):
         if not isinstance(value, int | Decimal) or isinstance(value, bool):
             raise TypeError(f"amount of type {type(value).__name__}")
-        return str(value)
+        # "f": str(Decimal) would write small amounts as 3E-12.
+        return format(value, "f") if isinstance(value, Decimal) else str(value)
     return value
 
 
@@ -93,9 +94,9 @@ def _table(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> in
             elif column.kind == "time" and isinstance(value, datetime):
                 line.append(iso(value, "seconds"))
             elif column.kind == "amount" and isinstance(value, Decimal):
-                line.append(f"{value:,}")
+                line.append(f"{value:,f}")
             elif column.kind == "change" and isinstance(value, Decimal):
-                line.append(f"{value:+,}" if value else f"{value:,}")
+                line.append(f"{value:+,f}" if value else f"{value:,f}")
             else:
                 line.append(str(value))
         cells.append(line)

@@ -53,10 +53,13 @@ class RetryPolicy:
     # A Retry-After beyond this is not waited out inside one poll: the poll fails and the next
     # scheduled one tries again, so a confused server cannot stall the daemon for hours.
     max_retry_after: float = 300.0
+    # ...but the whole budget still pauses for it, up to this long.
+    max_pause: float = 3600.0
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        exponential = min(self.max_seconds, self.base_seconds * 2.0 ** (attempt - 1))
+        # The exponent is bounded: 2.0 ** 1024 raises OverflowError, and the cap applies anyway.
+        exponential = min(self.max_seconds, self.base_seconds * 2.0 ** min(attempt - 1, 64))
         if retry_after is not None:
             return float(min(max(retry_after, 0.0), self.max_retry_after))
         return exponential

@@ -136,15 +136,22 @@ class SpacescanClient:
                 error = Unavailable(f"no answer within {self._timeout[1]:g} s")
             except requests.RequestException as exc:
                 error = Unavailable(f"connection failed ({type(exc).__name__})")
-            if not error.retryable or attempt >= self._retry.max_attempts:
+            wait = self._retry.backoff(attempt, error.retry_after)
+            too_long = (error.retry_after or 0.0) > self._retry.max_retry_after
+            if isinstance(error, RateLimited):
+                # Every caller waits, even when this one gives up (last attempt, or a wait too
+                # long to spend inside one poll: then later polls still honour Retry-After).
+                self._budget.pause(
+                    min(error.retry_after or 0.0, self._retry.max_pause) if too_long else wait
+                )
+            if not error.retryable or too_long or attempt >= self._retry.max_attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                if too_long:
+                    suffix += f" (asked to wait {error.retry_after:.0f} s)"
                 message = f"{endpoint}: {error}{suffix}"
                 if self._api_key:  # a server may echo the key back in its message
                     message = message.replace(self._api_key, "***")
                 raise type(error)(message) from None
-            wait = self._retry.backoff(attempt, error.retry_after)
-            if isinstance(error, RateLimited):
-                self._budget.pause(wait)
             self._clock.sleep(wait)
 
     def _judge(self, response: requests.Response) -> bytes:
@@ -263,7 +270,7 @@ def _amount(value: object, what: str) -> Decimal:
 
 def _mojos(amount: Decimal, decimals: int, what: str) -> int:
     if amount.adjusted() > 30:
-        raise BadAnswer(f"{what}: amount {amount} is too large")
+        raise BadAnswer(f"{what}: amount {_clip(amount)} is too large")
     with localcontext() as context:
         context.prec = 80
         # Rounding here can only drop digits far below one mojo (the integer part is at most
@@ -278,7 +285,7 @@ def _mojos(amount: Decimal, decimals: int, what: str) -> int:
             raise BadAnswer(f"{what}: amount {_clip(amount)} has a fraction of a mojo")
     result = int(mojos)
     if result > MAX_MOJOS:
-        raise BadAnswer(f"{what}: amount {amount} exceeds the 64-bit mojo range stored")
+        raise BadAnswer(f"{what}: amount {_clip(amount)} exceeds the 64-bit mojo range stored")
     return result
 
 

@@ -1,0 +1,147 @@
+"""The reading commands' output, as a user (or a spreadsheet, or jq) would consume it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_address, make_asset
+from sqlalchemy import Engine
+
+from tracker.cli import cli
+from tracker.config import WatchedAddress
+from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+
+MAIN = make_address(1)
+SBX = make_asset(0x5B)
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(MAIN, "main")], T0)
+    infos = {
+        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
+        SBX: AssetInfo(SBX, None, "Spacebucks", "SBX", 3),
+    }
+    for hours, balances in [
+        (0, {"xch": 10**12, SBX: 9007199254740993}),
+        (1, {"xch": 10**12, SBX: 9007199254740493}),
+        (2, {"xch": 3, SBX: 9007199254740493}),
+    ]:
+        at = T0 + timedelta(hours=hours)
+        store.record_success(Observation(MAIN, at, at, balances, infos))
+    path = tmp_path / "tracker.toml"
+    path.write_text(
+        f'[database]\nurl = "{db_url}"\n[[addresses]]\naddress = "{MAIN}"\nlabel = "main"\n'
+    )
+    return path
+
+
+def invoke(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_balances_json_keeps_amounts_exact(config: Path) -> None:
+    code, out, _ = invoke(config, "balances", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows == [
+        {
+            "address": MAIN,
+            "label": "main",
+            "asset_id": "xch",
+            "symbol": "XCH",
+            "balance": "0.000000000003",
+            "balance_mojos": "3",
+            "taken_at": "2026-03-01T14:00:00Z",
+        },
+        {
+            "address": MAIN,
+            "label": "main",
+            "asset_id": SBX,
+            "symbol": "SBX",
+            "balance": "9007199254740.493",
+            "balance_mojos": "9007199254740493",
+            "taken_at": "2026-03-01T14:00:00Z",
+        },
+    ]
+
+
+def test_report_csv(config: Path) -> None:
+    code, out, _ = invoke(config, "report", "--format", "csv", "--since", "2026-03-01T12:30:00Z")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    by_asset = {row["asset_id"]: row for row in rows}
+    assert by_asset[SBX]["start_balance"] == "9007199254740.993"
+    assert by_asset[SBX]["end_balance"] == "9007199254740.493"
+    assert by_asset[SBX]["change"] == "-0.500"
+    assert by_asset[SBX]["changes"] == "1"
+    assert by_asset["xch"]["change"] == "-0.999999999997"
+    assert by_asset["xch"]["start_at"] == "2026-03-01T12:00:00Z"
+    assert by_asset["xch"]["end_at"] == "2026-03-01T14:00:00Z"
+
+
+def test_report_table_is_readable(config: Path) -> None:
+    code, out, _ = invoke(config, "report")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:8] == [
+        "address", "label", "asset_id", "symbol",
+        "start_balance", "end_balance", "change", "changes",
+    ]  # fmt: skip
+    assert "9,007,199,254,740.493" in out
+    assert "-0.500" in out
+
+
+def test_history_by_label_and_symbol(config: Path) -> None:
+    code, out, _ = invoke(config, "history", "main", "--asset", "sbx", "--format", "json")
+    assert code == 0
+    assert [(r["taken_at"], r["balance"]) for r in json.loads(out)] == [
+        ("2026-03-01T12:00:00Z", "9007199254740.993"),
+        ("2026-03-01T13:00:00Z", "9007199254740.493"),
+        ("2026-03-01T14:00:00Z", "9007199254740.493"),
+    ]
+
+
+def test_unknown_address_is_exit_1_one_line(config: Path) -> None:
+    code, out, err = invoke(config, "history", make_address(77))
+    assert code == 1
+    assert out == ""
+    assert err.startswith("tracker: error: unknown address")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "--since", "yesterday"],
+        ["report", "--format", "xml"],
+        ["nonsense"],
+    ],
+)
+def test_bad_usage_is_exit_2(config: Path, args: list[str]) -> None:
+    code, _, err = invoke(config, *args)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+def test_missing_config_is_exit_2(tmp_path: Path) -> None:
+    code, _, err = invoke(tmp_path / "nowhere.toml", "balances")
+    assert code == 2
+    assert "nowhere.toml: config file not found" in err
+
+
+def test_reading_an_empty_database_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "empty.db"}"\n')
+    code, _, err = invoke(path, "balances")
+    assert code == 1
+    assert "no tracker schema yet" in err
