@@ -209,3 +209,37 @@ def test_run_polls_at_once_and_stops_cleanly_on_sigterm(
         " (SELECT 1 FROM snapshot_balances b WHERE b.snapshot_id = s.id)",
     )
     assert empty == [(0,)]
+
+
+def test_sigterm_during_a_hung_request_stops_within_seconds(
+    api: FakeSpacescan, tmp_path: Path
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    config = write_config(tmp_path / "tracker.toml", api.url, db_url)
+    config.write_text(config.read_text().replace("timeout_seconds = 5", "timeout_seconds = 60"))
+    api.push(f"/token-balance/{BOB}", Response(200, {"status": "success", "data": []}, delay=60))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
+    )
+    try:
+        # Requests are logged when answered: BOB's token request is the one left hanging.
+        assert api.wait_count(2, path_contains=ALICE, timeout=30)
+        time.sleep(1.0)  # let ALICE's snapshot be written
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, err = process.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert stopped_in < 10
+    assert "abandoned" in err
+    assert "Traceback" not in err
+    assert query(db_url, "SELECT DISTINCT address FROM balance_history") == [(ALICE,)]
+    assert query(db_url, "SELECT count(*) FROM snapshots") == [(1,)]
