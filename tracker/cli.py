@@ -300,9 +300,8 @@ def poll(app: App) -> None:
         ) from None
     log.info(summary.line())
     if summary.failed:
-        raise Failure(
-            f"{summary.failed} of {len(summary.results)} addresses failed (the others were stored)"
-        )
+        stored = " (the others were stored)" if summary.ok else ""
+        raise Failure(f"{summary.failed} of {len(summary.results)} addresses failed{stored}")
 
 
 BALANCE_COLUMNS = (

@@ -135,7 +135,7 @@ class SpacescanClient:
             except requests.Timeout:
                 error = Unavailable(f"no answer within {self._timeout[1]:g} s")
             except requests.RequestException as exc:
-                error = Unavailable(f"connection failed ({type(exc).__name__})")
+                error = Unavailable(f"connection failed ({_cause(exc)})")
             wait = self._retry.backoff(attempt, error.retry_after)
             too_long = (error.retry_after or 0.0) > self._retry.max_retry_after
             if isinstance(error, RateLimited):
@@ -320,6 +320,21 @@ def _retry_after(response: requests.Response, clock: Clock) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - clock.now()).total_seconds())
+
+
+def _cause(exc: requests.RequestException) -> str:
+    """The innermost reason of a connection failure, without object reprs or URLs."""
+    reason: BaseException = exc
+    while True:
+        inner = getattr(reason, "reason", None)
+        if inner is None and reason.args and isinstance(reason.args[0], BaseException):
+            inner = reason.args[0]
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    text = re.sub(r"<[^>]*>:?\s*", "", str(reason))
+    text = re.sub(r"\S+://\S+", "", text)
+    return _clip(f"{type(reason).__name__}: {text}" if text else type(reason).__name__, 160)
 
 
 def _no_constant(name: str) -> None:
