@@ -145,3 +145,17 @@ def test_reading_an_empty_database_says_so(tmp_path: Path) -> None:
     code, _, err = invoke(path, "balances")
     assert code == 1
     assert "no tracker schema yet" in err
+
+
+def test_db_commands(tmp_path: Path) -> None:
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n')
+    assert invoke(path, "db", "current")[1].splitlines()[0] == "database: empty"
+    code, out, _ = invoke(path, "db", "upgrade")
+    assert (code, out) == (0, "database at revision 0001\n")
+    code, _, err = invoke(path, "db", "upgrade", "--revision", "nope")
+    assert code == 1
+    assert err.startswith("tracker: error: ")
+    assert "nope" in err
+    assert err.count("\n") == 1
+    assert invoke(path, "db", "downgrade", "base")[1] == "database at revision base\n"

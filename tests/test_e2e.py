@@ -66,6 +66,34 @@ def query(db_url: str, sql: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
+class Daemon:
+    """`tracker run` as a real process; :meth:`terminate` stops it the way systemd would."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracker", "--config", str(config), "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
+        )
+
+    def terminate(self) -> tuple[float, str, str]:
+        """SIGTERM; returns how long the process took to exit, and its stdout and stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = self.process.communicate(timeout=30)
+        return time.monotonic() - started, out, err
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
 @pytest.fixture
 def api() -> Iterator[FakeSpacescan]:
     with FakeSpacescan(api_key=API_KEY) as fake:
@@ -168,27 +196,13 @@ def test_run_polls_at_once_and_stops_cleanly_on_sigterm(
     api: FakeSpacescan, db_url: str, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path / "tracker.toml", api.url, db_url, interval=1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
-    )
-    try:
+    with Daemon(config) as daemon:
         # Two addresses, two endpoints per poll: wait for three polls' worth of requests.
         assert api.wait_count(12, timeout=30), "the daemon did not poll"
         api.set_xch(ALICE, 2_000_000_000_000)
         assert api.wait_count(20, timeout=30)
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        out, err = process.communicate(timeout=20)
-        stopped_in = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
+        stopped_in, out, err = daemon.terminate()
+    assert daemon.process.returncode == 0, err
     assert stopped_in < 10
     assert "Traceback" not in err
     assert API_KEY not in err + out
@@ -218,26 +232,12 @@ def test_sigterm_during_a_hung_request_stops_within_seconds(
     config = write_config(tmp_path / "tracker.toml", api.url, db_url)
     config.write_text(config.read_text().replace("timeout_seconds = 5", "timeout_seconds = 60"))
     api.push(f"/token-balance/{BOB}", Response(200, {"status": "success", "data": []}, delay=60))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
-    )
-    try:
+    with Daemon(config) as daemon:
         # Requests are logged when answered: BOB's token request is the one left hanging.
         assert api.wait_count(2, path_contains=ALICE, timeout=30)
         time.sleep(1.0)  # let ALICE's snapshot be written
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        _, err = process.communicate(timeout=30)
-        stopped_in = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
+        stopped_in, _, err = daemon.terminate()
+    assert daemon.process.returncode == 0, err
     assert stopped_in < 10
     assert "abandoned" in err
     assert "Traceback" not in err

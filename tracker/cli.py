@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 import requests
+from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,7 +69,7 @@ class App:
         except ConfigError as exc:
             raise UsageFailure(str(exc)) from None
 
-    def engine(self, *, migrate: bool) -> Engine:
+    def engine(self, *, migrate: bool = False, require_schema: bool = True) -> Engine:
         """The database, checked reachable and (with ``migrate``) upgraded to the newest schema."""
         if self._engine is None:
             url = self.settings.database_url
@@ -77,7 +78,7 @@ class App:
                 if migrate:
                     if db.ensure_current(engine):
                         log.info("database schema upgraded to %s", db.head_revision())
-                elif db.current_revision(engine) is None:
+                elif require_schema and db.current_revision(engine) is None:
                     raise Failure(
                         f"database {db.mask(url)} has no tracker schema yet: "
                         "run `tracker db upgrade` or `tracker poll`"
@@ -98,8 +99,8 @@ def handle_database_errors(func: F) -> F:
         app = click.get_current_context().find_object(App)
         try:
             return func(*args, **kwargs)
-        except reports.ReportError as exc:
-            raise Failure(str(exc)) from None
+        except (reports.ReportError, AlembicError) as exc:
+            raise Failure(" ".join(str(exc).split())) from None
         except (SQLAlchemyError, db.DatabaseError) as exc:
             url = db.mask(app.settings.database_url) if app else "?"
             raise Failure(f"database {url}: {db.describe(exc)}") from None
@@ -327,7 +328,7 @@ def balances(app: App, address: str | None, fmt: str) -> None:
     Example:
       tracker balances --format json
     """
-    rows = reports.latest_balances(app.engine(migrate=False), address)
+    rows = reports.latest_balances(app.engine(), address)
     _print(rows, BALANCE_COLUMNS, fmt, "no snapshots yet: run `tracker poll`")
 
 
@@ -365,7 +366,7 @@ def report(
     Example:
       tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
     """
-    rows = reports.change_report(app.engine(migrate=False), since, until, address)
+    rows = reports.change_report(app.engine(), since, until, address)
     _print(rows, REPORT_COLUMNS, fmt, "no snapshots in this window")
 
 
@@ -393,7 +394,7 @@ def history(app: App, address: str, asset: str | None, fmt: str) -> None:
     Example:
       tracker history example --asset xch --format csv
     """
-    rows = reports.history(app.engine(migrate=False), address, asset)
+    rows = reports.history(app.engine(), address, asset)
     _print(rows, HISTORY_COLUMNS, fmt, "no snapshots of this address yet")
 
 
@@ -413,12 +414,9 @@ def db_upgrade(app: App, revision: str) -> None:
     Example:
       tracker db upgrade
     """
-    engine = db.create(app.settings.database_url)
-    try:
-        db.upgrade(engine, revision)
-        click.echo(f"database at revision {db.current_revision(engine)}")
-    finally:
-        engine.dispose()
+    engine = app.engine(require_schema=False)
+    db.upgrade(engine, revision)
+    click.echo(f"database at revision {db.current_revision(engine)}")
 
 
 @db_group.command("downgrade")
@@ -432,12 +430,9 @@ def db_downgrade(app: App, revision: str) -> None:
     Example:
       tracker db downgrade base
     """
-    engine = db.create(app.settings.database_url)
-    try:
-        db.downgrade(engine, revision)
-        click.echo(f"database at revision {db.current_revision(engine) or 'base'}")
-    finally:
-        engine.dispose()
+    engine = app.engine(require_schema=False)
+    db.downgrade(engine, revision)
+    click.echo(f"database at revision {db.current_revision(engine) or 'base'}")
 
 
 @db_group.command("current")
@@ -445,12 +440,9 @@ def db_downgrade(app: App, revision: str) -> None:
 @handle_database_errors
 def db_current(app: App) -> None:
     """Show the schema revision of the database and the newest this tracker knows."""
-    engine = db.create(app.settings.database_url)
-    try:
-        click.echo(f"database: {db.current_revision(engine) or 'empty'}")
-        click.echo(f"newest:   {db.head_revision()}")
-    finally:
-        engine.dispose()
+    engine = app.engine(require_schema=False)
+    click.echo(f"database: {db.current_revision(engine) or 'empty'}")
+    click.echo(f"newest:   {db.head_revision()}")
 
 
 def _print(rows: Sequence[object], columns: Sequence[Column], fmt: str, empty: str) -> None:
