@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import make_address, make_asset
 from sqlalchemy import Engine, event, func, select, text
 
+from tracker import db
 from tracker.config import WatchedAddress
 from tracker.models import Asset, Delta, PollAttempt, Snapshot, SnapshotBalance
 from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoreError
@@ -224,3 +229,70 @@ def test_labels_follow_the_config_and_removed_addresses_keep_history(engine: Eng
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT address, label FROM balance_history")).all()
     assert [tuple(r) for r in rows] == [(ADDRESS, "new")]
+
+
+def test_two_writers_of_one_address_keep_the_delta_chain(engine: Engine, db_url: str) -> None:
+    """The daemon and a `tracker poll` storing the same address at once: deltas stay exact."""
+    second_engine = db.create(db_url)
+    stores = [SnapshotStore(engine), SnapshotStore(second_engine)]
+    for store in stores:
+        store.sync_addresses([WatchedAddress(ADDRESS, None)], T0)
+    ticket = itertools.count(1)
+    ticket_lock = threading.Lock()
+    dropped: list[int] = []
+
+    def writer(store: SnapshotStore) -> None:
+        for _ in range(15):
+            with ticket_lock:
+                n = next(ticket)
+            try:
+                store.record_success(observe(T0 + timedelta(seconds=n), {"xch": n * 1000}))
+            except StoreError:
+                dropped.append(n)  # a later snapshot was committed first: refused, not misfiled
+
+    try:
+        threads = [threading.Thread(target=writer, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        second_engine.dispose()
+    with engine.connect() as connection:
+        snapshots = connection.execute(
+            text(
+                "SELECT s.id, b.balance_mojos FROM snapshots s"
+                " JOIN snapshot_balances b ON b.snapshot_id = s.id ORDER BY s.taken_at"
+            )
+        ).all()
+        chain = connection.execute(
+            text(
+                "SELECT previous_snapshot_id, snapshot_id, previous_balance_mojos, delta_mojos"
+                " FROM deltas ORDER BY snapshot_id"
+            )
+        ).all()
+    assert len(snapshots) + len(dropped) == 30
+    expected = [
+        (before.id, after.id, before.balance_mojos, after.balance_mojos - before.balance_mojos)
+        for before, after in itertools.pairwise(snapshots)
+    ]
+    assert sorted(tuple(row) for row in chain) == sorted(expected)
+
+
+def test_sqlite_locked_by_another_writer_is_retried(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    engine = db.create(url, sqlite_busy_timeout=0.2)
+    db.upgrade(engine)
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(ADDRESS, None)], T0)
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.8, lambda: other.execute("COMMIT"))
+    releaser.start()
+    try:
+        store.record_success(observe(T0, {"xch": 1}))
+    finally:
+        releaser.join()
+        other.close()
+    assert count(engine, Snapshot) == 1
+    engine.dispose()

@@ -48,13 +48,13 @@ def mask(url: str | URL) -> str:
         return "<invalid database URL>"
 
 
-def create(url: str | URL, **kwargs: Any) -> Engine:
+def create(
+    url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS, **kwargs: Any
+) -> Engine:
     """An engine with the per-database settings tracker relies on."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **kwargs
-        )
+        engine = create_engine(parsed, connect_args={"timeout": sqlite_busy_timeout}, **kwargs)
         _configure_sqlite(engine, memory=parsed.database in (None, "", ":memory:"))
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)

@@ -147,7 +147,13 @@ class Poller:
         except (SQLAlchemyError, StoreError) as exc:
             error = f"not stored: {describe(exc)}"
             log.error("%s%s: %s", entry.address, _label(entry), error)
-            return AddressResult(entry.address, entry.label, False, error, stored=False)
+            try:  # the database may be down: then nothing can record it, the log line must do
+                self._store.record_failure(
+                    entry.address, fetched.started_at, fetched.finished_at, error
+                )
+            except SQLAlchemyError:
+                return AddressResult(entry.address, entry.label, False, error, stored=False)
+            return AddressResult(entry.address, entry.label, False, error)
         for delta in stored.deltas:
             log.info(
                 "%s%s: %s changed by %+d mojos (%d -> %d)",

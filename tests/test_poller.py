@@ -1,0 +1,145 @@
+"""One poll cycle: fetched concurrently, stored one by one, every outcome recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+import responses
+from conftest import make_address, make_asset
+from fakeclock import FakeClock
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
+
+from tracker import db
+from tracker.config import WatchedAddress
+from tracker.models import PollAttempt, Snapshot, SnapshotBalance
+from tracker.poller import Poller
+from tracker.ratelimit import RateBudget, RetryPolicy
+from tracker.snapshots import SnapshotStore
+from tracker.spacescan import SpacescanClient
+
+BASE = "https://api.example.test"
+GOOD, BAD = make_address(1), make_address(2)
+CAT = make_asset(0xC)
+
+
+def make_poller(engine: Engine, clock: FakeClock) -> Poller:
+    client = SpacescanClient(
+        BASE,
+        session=requests.Session(),
+        budget=RateBudget(6000, clock),
+        clock=clock,
+        retry=RetryPolicy(max_attempts=2),
+    )
+    return Poller(client, SnapshotStore(engine), clock, concurrency=2)
+
+
+def serve_good(mock: responses.RequestsMock, address: str) -> None:
+    body = {"status": "success", "data": [{"asset_id": CAT, "balance": "1.5", "symbol": "C"}]}
+    mock.get(f"{BASE}/address/token-balance/{address}", json=body)
+    mock.get(f"{BASE}/address/xch-balance/{address}", json={"status": "success", "mojo": 7})
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as connection:
+        return (
+            connection.execute(select(func.count()).select_from(Snapshot)).scalar_one(),
+            connection.execute(select(func.count()).select_from(SnapshotBalance)).scalar_one(),
+            connection.execute(
+                select(func.count()).select_from(PollAttempt).where(~PollAttempt.ok)
+            ).scalar_one(),
+        )
+
+
+def test_one_bad_address_does_not_stop_the_others(engine: Engine, clock: FakeClock) -> None:
+    poller = make_poller(engine, clock)
+    with responses.RequestsMock() as mock:
+        serve_good(mock, GOOD)
+        mock.get(f"{BASE}/address/token-balance/{BAD}", body="<html>oops</html>")
+        summary = poller.poll([WatchedAddress(GOOD, "good"), WatchedAddress(BAD, "bad")])
+    assert (summary.ok, summary.failed, summary.changes) == (1, 1, 0)
+    failed = next(r for r in summary.results if not r.ok)
+    assert failed.address == BAD
+    assert failed.error is not None
+    assert "HTML" in failed.error
+    assert counts(engine) == (1, 2, 1)
+    assert "1 of 2 addresses ok, 1 failed" in summary.line()
+
+
+def test_a_stop_mid_poll_is_recorded_as_a_failed_attempt(engine: Engine, clock: FakeClock) -> None:
+    poller = make_poller(engine, clock)
+    clock.stop()
+    summary = poller.poll([WatchedAddress(GOOD, None)])
+    assert summary.failed == 1
+    assert summary.results[0].error == "cancelled: stopping"
+    assert counts(engine) == (0, 0, 1)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["status", "data", "balance", "asset_id", "mojo", "xch", "message", "x"]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+garbage = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.builds(
+        lambda rows: json.dumps({"status": "success", "data": rows}).encode(),
+        st.lists(
+            st.fixed_dictionaries(
+                {"asset_id": st.just(CAT) | st.text(max_size=70)},
+                optional={"balance": json_values},
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    ),
+)
+
+
+def test_garbage_answers_never_become_snapshots(tmp_path: Path) -> None:
+    engine = db.create(f"sqlite:///{tmp_path / 'garbage.db'}")
+    db.upgrade(engine)
+    clock = FakeClock()
+    poller = make_poller(engine, clock)
+    polls = 0
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(body=garbage, status=st.sampled_from([200, 200, 200, 400, 404, 500]))
+    def check(body: bytes, status: int) -> None:
+        nonlocal polls
+        clock.advance(1)
+        before = counts(engine)[0]
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            mock.get(f"{BASE}/address/token-balance/{BAD}", body=body, status=status)
+            mock.get(f"{BASE}/address/xch-balance/{BAD}", body=body, status=status)
+            summary = poller.poll([WatchedAddress(BAD, None)])
+        polls += 1
+        result = summary.results[0]
+        snapshots = counts(engine)[0]
+        if result.ok:
+            # A few generated bodies are valid answers; they must be exactly what was sent.
+            assert status == 200
+            assert snapshots == before + 1
+        else:
+            assert snapshots == before, "a bad answer was stored"
+            assert result.error
+            assert "\n" not in result.error
+        assert counts(engine)[2] + snapshots == polls
+
+    try:
+        check()
+    finally:
+        engine.dispose()
