@@ -84,13 +84,29 @@ class App:
                         "run `tracker db upgrade` or `tracker poll`"
                     )
             except (SQLAlchemyError, db.DatabaseError) as exc:
-                raise Failure(f"database {db.mask(url)}: {db.describe(exc)}") from None
+                raise Failure(self.redact(f"database {db.mask(url)}: {db.describe(exc)}")) from None
             self._engine = engine
         return self._engine
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+    def secrets(self) -> list[str]:
+        """What must never be printed: the API key and the database password."""
+        try:
+            settings = self.settings
+        except UsageFailure:
+            return []
+        # A very short password would mask every occurrence of its letters in every message;
+        # URLs are masked anyway (db.mask), so only real secrets go through text replacement.
+        candidates = (settings.spacescan.api_key, db.password(settings.database_url))
+        return [secret for secret in candidates if secret and len(secret) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
 
 
 def handle_database_errors(func: F) -> F:
@@ -103,7 +119,8 @@ def handle_database_errors(func: F) -> F:
             raise Failure(" ".join(str(exc).split())) from None
         except (SQLAlchemyError, db.DatabaseError) as exc:
             url = db.mask(app.settings.database_url) if app else "?"
-            raise Failure(f"database {url}: {db.describe(exc)}") from None
+            message = f"database {url}: {db.describe(exc)}"
+            raise Failure(app.redact(message) if app else message) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -170,17 +187,11 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
 
 
 def _setup_logging(app: App) -> None:
-    secrets = []
-    try:
-        if app.settings.spacescan.api_key:
-            secrets.append(app.settings.spacescan.api_key)
-    except UsageFailure:
-        pass
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
     )
-    handler.addFilter(Redact(secrets))
+    handler.addFilter(Redact(app.secrets()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if app.verbose else logging.INFO)
@@ -297,7 +308,7 @@ def poll(app: App) -> None:
         summary = poller.poll(app.settings.addresses)
     except SQLAlchemyError as exc:
         raise Failure(
-            f"database {db.mask(app.settings.database_url)}: {db.describe(exc)}"
+            app.redact(f"database {db.mask(app.settings.database_url)}: {db.describe(exc)}")
         ) from None
     log.info(summary.line())
     if summary.failed:

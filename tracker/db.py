@@ -48,6 +48,14 @@ def mask(url: str | URL) -> str:
         return "<invalid database URL>"
 
 
+def password(url: str | URL) -> str | None:
+    """The URL's password, so that it can be masked wherever text might contain it."""
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+
+
 def create(
     url: str | URL, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS, **kwargs: Any
 ) -> Engine:
