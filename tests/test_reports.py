@@ -44,14 +44,16 @@ def history(engine: Engine) -> Engine:
 
 
 def test_latest_balances(history: Engine) -> None:
-    rows = reports.latest_balances(history)
+    rows = reports.balances(history)
     assert [(r.address, r.label, r.asset_id, r.balance, r.taken_at) for r in rows] == sorted(
         [
             (MAIN, "main", "xch", Decimal("2.500000000000"), at(3)),
             (COLD, "cold", "xch", Decimal("7.000000000000"), at(2)),
         ]
     )
-    assert reports.latest_balances(history, "cold")[0].balance_mojos == 7 * 10**12
+    assert (
+        reports.balances(history, reports.Selection(address="cold"))[0].balance_mojos == 7 * 10**12
+    )
 
 
 def test_report_over_all_history(history: Engine) -> None:
@@ -77,18 +79,22 @@ def test_report_over_all_history(history: Engine) -> None:
 
 
 def test_report_window(history: Engine) -> None:
-    rows = reports.change_report(history, since=at(1.5), until=at(2.5), address="main")
+    rows = reports.change_report(
+        history, since=at(1.5), until=at(2.5), selection=reports.Selection(address="main")
+    )
     assert {r.asset_id: (r.start_balance_mojos, r.end_balance_mojos, r.changes) for r in rows} == {
         "xch": (3 * 10**12, 3 * 10**12, 0),
         SBX: (1500, 1500, 0),
     }
-    later = reports.change_report(history, since=at(2.5), address=MAIN)
+    later = reports.change_report(history, since=at(2.5), selection=reports.Selection(address=MAIN))
     assert {r.asset_id: (r.change_mojos, r.changes) for r in later} == {
         "xch": (-5 * 10**11, 1),
         SBX: (-1500, 1),
     }
     # A window that starts before the history uses the first snapshot as its start.
-    early = reports.change_report(history, since=at(-10), until=at(1), address=MAIN)
+    early = reports.change_report(
+        history, since=at(-10), until=at(1), selection=reports.Selection(address=MAIN)
+    )
     assert {r.asset_id: (r.change_mojos, r.changes) for r in early} == {
         "xch": (2 * 10**12, 1),
         SBX: (1500, 1),
@@ -135,3 +141,137 @@ def test_unknown_address_or_asset_is_a_clear_error(history: Engine) -> None:
         reports.history(history, MAIN, "nope")
     with pytest.raises(reports.ReportError, match="before"):
         reports.change_report(history, since=at(2), until=at(1))
+
+
+FUND_A, FUND_B = make_address(21), make_address(22)
+XCH = 10**12
+
+
+def day(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def months(engine: Engine) -> Engine:
+    """Two addresses labelled "fund" over three months (see the test expectations below)."""
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(FUND_A, "fund"), WatchedAddress(FUND_B, "fund")], T0)
+    infos = {
+        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
+        SBX: AssetInfo(SBX, None, "Spacebucks", "SBX", 3),
+    }
+    for address, when, balances in [
+        (FUND_A, "2026-01-15T10:00", {"xch": 10 * XCH}),
+        (FUND_A, "2026-01-20T10:00", {"xch": 12 * XCH}),
+        (FUND_B, "2026-02-10T10:00", {"xch": 100 * XCH}),
+        (FUND_A, "2026-03-05T10:00", {"xch": 12 * XCH, SBX: 1000}),
+        (FUND_A, "2026-03-06T10:00", {"xch": 7 * XCH, SBX: 1000}),
+        (FUND_B, "2026-03-10T10:00", {"xch": 90 * XCH}),
+    ]:
+        store.record_success(Observation(address, day(when), day(when), balances, infos))
+    store.record_failure(
+        FUND_B, day("2026-03-11"), day("2026-03-11"), "HTTP 503 (after 4 attempts)"
+    )
+    return engine
+
+
+def test_monthly_report_shows_empty_periods_as_no_change(months: Engine) -> None:
+    rows = reports.change_report(months, period="month", selection=reports.Selection(label="fund"))
+    got = {
+        (r.address, r.period, r.asset_id): (r.start_balance_mojos, r.end_balance_mojos, r.changes)
+        for r in rows
+    }
+    assert got == {
+        (FUND_A, "2026-01", "xch"): (10 * XCH, 12 * XCH, 1),
+        (FUND_A, "2026-02", "xch"): (12 * XCH, 12 * XCH, 0),
+        (FUND_A, "2026-03", "xch"): (12 * XCH, 7 * XCH, 1),
+        (FUND_A, "2026-03", SBX): (0, 1000, 1),
+        (FUND_B, "2026-02", "xch"): (100 * XCH, 100 * XCH, 0),
+        (FUND_B, "2026-03", "xch"): (100 * XCH, 90 * XCH, 1),
+    }
+    march = next(r for r in rows if r.period == "2026-03" and r.asset_id == SBX)
+    assert (march.start_at, march.end_at) == (day("2026-03-01"), day("2026-04-01"))
+    assert march.change == Decimal("1.000")
+
+
+def test_periods_sum_to_the_whole_window(months: Engine) -> None:
+    for period in reports.PERIODS:
+        rows = reports.change_report(months, period=period)
+        whole = reports.change_report(months)
+        for row in whole:
+            parts = [r for r in rows if (r.address, r.asset_id) == (row.address, row.asset_id)]
+            assert sum(r.change_mojos for r in parts) == row.change_mojos, period
+            assert sum(r.changes for r in parts) == row.changes, period
+
+
+def test_weekly_and_daily_periods_are_utc_iso(months: Engine) -> None:
+    weeks = reports.change_report(
+        months, since=day("2026-01-14"), until=day("2026-01-25T23:59"), period="week"
+    )
+    assert [(r.period, r.start_at.date().isoformat(), r.changes) for r in weeks] == [
+        ("2026-W03", "2026-01-12", 0),
+        ("2026-W04", "2026-01-19", 1),
+    ]
+    days = reports.change_report(
+        months,
+        since=day("2026-03-05"),
+        until=day("2026-03-07"),
+        period="day",
+        selection=reports.Selection(address=FUND_A, asset="xch"),
+    )
+    assert [(r.period, r.change_mojos) for r in days] == [
+        ("2026-03-05", 0),
+        ("2026-03-06", -5 * XCH),
+        ("2026-03-07", 0),
+    ]
+
+
+def test_total_is_the_portfolio_per_asset(months: Engine) -> None:
+    total = reports.change_report(months, since=day("2026-02-15"), total=True)
+    assert [(r.address, r.asset_id, r.start_balance, r.end_balance, r.changes) for r in total] == [
+        (None, "xch", Decimal("112.000000000000"), Decimal("97.000000000000"), 2),
+        (None, SBX, Decimal("0.000"), Decimal("1.000"), 1),
+    ]
+    monthly = reports.change_report(months, period="month", total=True)
+    assert [(r.period, r.asset_id, r.end_balance_mojos) for r in monthly] == [
+        ("2026-01", "xch", 12 * XCH),
+        ("2026-02", "xch", 112 * XCH),
+        ("2026-03", "xch", 97 * XCH),
+        ("2026-03", SBX, 1000),
+    ]
+
+
+def test_balances_at_a_moment(months: Engine) -> None:
+    rows = reports.balances(months, at=day("2026-02-15"))
+    assert [(r.address, r.asset_id, r.balance_mojos, r.taken_at) for r in rows] == sorted(
+        [
+            (FUND_A, "xch", 12 * XCH, day("2026-01-20T10:00")),
+            (FUND_B, "xch", 100 * XCH, day("2026-02-10T10:00")),
+        ]
+    )
+    assert reports.balances(months, at=day("2026-01-01")) == []
+    exact = reports.balances(
+        months, at=day("2026-03-05T10:00"), selection=reports.Selection(asset="SBX")
+    )
+    assert [(r.address, r.balance) for r in exact] == [(FUND_A, Decimal("1.000"))]
+
+
+def test_label_selects_every_address_with_it(months: Engine) -> None:
+    assert {r.address for r in reports.balances(months, reports.Selection(label="fund"))} == {
+        FUND_A,
+        FUND_B,
+    }
+    with pytest.raises(reports.ReportError, match="several addresses"):
+        reports.balances(months, reports.Selection(address="fund"))
+    with pytest.raises(reports.ReportError, match="no address has the label"):
+        reports.balances(months, reports.Selection(label="nobody"))
+
+
+def test_status_shows_failures_since_the_last_success(months: Engine) -> None:
+    rows = {r.address: r for r in reports.status(months)}
+    assert rows[FUND_A].consecutive_failures == 0
+    assert rows[FUND_A].last_success == day("2026-03-06T10:00")
+    assert rows[FUND_A].snapshots == 4
+    assert rows[FUND_B].consecutive_failures == 1
+    assert rows[FUND_B].last_error == "HTTP 503 (after 4 attempts)"
+    assert rows[FUND_B].last_attempt == day("2026-03-11")

@@ -339,7 +339,7 @@ def balances(app: App, address: str | None, fmt: str) -> None:
     Example:
       tracker balances --format json
     """
-    rows = reports.latest_balances(app.engine(), address)
+    rows = reports.balances(app.engine(), reports.Selection(address=address))
     _print(rows, BALANCE_COLUMNS, fmt, "no snapshots yet: run `tracker poll`")
 
 
@@ -377,7 +377,7 @@ def report(
     Example:
       tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
     """
-    rows = reports.change_report(app.engine(), since, until, address)
+    rows = reports.change_report(app.engine(), since, until, reports.Selection(address=address))
     _print(rows, REPORT_COLUMNS, fmt, "no snapshots in this window")
 
 

@@ -1,22 +1,34 @@
-"""Read-side queries: latest balances, balance history and the balance-change report.
+"""Read-side queries: balances (latest or at a date), history, change reports, poll status.
 
 Everything here reads; nothing writes. Amounts leave as exact ``Decimal`` token units next to
-their integer mojos, so every output format can show them without rounding.
+their integer mojos, so every output format can show them without rounding. Reports are built
+from one snapshot's balances plus the deltas after it, found through indexes, so their cost
+follows the number of changes in the window, not the number of snapshots ever taken.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy import Connection, Engine, func, or_, select
 
-from tracker.models import XCH_ASSET_ID, Address, Asset, Delta, Snapshot, SnapshotBalance
+from tracker.models import (
+    XCH_ASSET_ID,
+    Address,
+    Asset,
+    Delta,
+    PollAttempt,
+    Snapshot,
+    SnapshotBalance,
+)
+
+Period = Literal["day", "week", "month"]
+PERIODS: tuple[Period, ...] = ("day", "week", "month")
 
 
 class ReportError(Exception):
@@ -26,6 +38,15 @@ class ReportError(Exception):
 def units(mojos: int, decimals: int) -> Decimal:
     """Exact token units with every decimal shown: 1500 CAT mojos -> Decimal('1.500')."""
     return Decimal(mojos).scaleb(-decimals)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which addresses and asset a command is about; empty means all."""
+
+    address: str | None = None
+    label: str | None = None
+    asset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +72,13 @@ class BalanceRow:
 
 @dataclass(frozen=True)
 class ReportRow:
-    address: str
+    """One address (or the total, address None) and asset over one window or period."""
+
+    address: str | None
     label: str | None
     asset_id: str
     symbol: str | None
+    period: str | None
     start_at: datetime
     end_at: datetime
     start_balance: Decimal
@@ -66,42 +90,72 @@ class ReportRow:
     change_mojos: int
 
 
-def latest_balances(engine: Engine, address: str | None = None) -> list[BalanceRow]:
-    """Each address's most recent successful snapshot, one row per asset held then."""
-    later = aliased(Snapshot)
-    newest = (
-        ~select(later.id)
-        .where(
-            later.address_id == Snapshot.address_id,
-            or_(
-                later.taken_at > Snapshot.taken_at,
-                and_(later.taken_at == Snapshot.taken_at, later.id > Snapshot.id),
-            ),
-        )
-        .exists()
-    )
-    query = (
-        select(
-            Address.address,
-            Address.label,
-            Asset.asset_id,
-            Asset.symbol,
-            Asset.name,
-            Asset.decimals,
-            Snapshot.taken_at,
-            SnapshotBalance.balance_mojos,
-        )
-        .select_from(Snapshot)
-        .join(Address, Address.id == Snapshot.address_id)
-        .join(SnapshotBalance, SnapshotBalance.snapshot_id == Snapshot.id)
-        .join(Asset, Asset.id == SnapshotBalance.asset_id)
-        .where(newest)
-    )
+@dataclass(frozen=True)
+class StatusRow:
+    address: str
+    label: str | None
+    last_success: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    snapshots: int
+
+
+@dataclass(frozen=True)
+class _Address:
+    id: int
+    address: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class _Snap:
+    id: int
+    taken_at: datetime
+
+
+def balances(
+    engine: Engine, selection: Selection = Selection(), at: datetime | None = None
+) -> list[BalanceRow]:
+    """Each address's balances at its last snapshot at or before ``at`` (default: the latest)."""
     with engine.connect() as connection:
-        if address is not None:
-            query = query.where(Snapshot.address_id == _address_id(connection, address))
-        rows = connection.execute(query.order_by(Address.address, *_asset_order())).all()
-    return [_balance_row(row) for row in rows]
+        addresses = _addresses(connection, selection)
+        only = _asset(connection, selection)
+        snaps = {
+            snap.id: address
+            for address in addresses
+            if (snap := _snapshot_at(connection, address.id, at)) is not None
+        }
+        if not snaps:
+            return []
+        query = (
+            select(
+                SnapshotBalance.snapshot_id,
+                Snapshot.taken_at,
+                SnapshotBalance.asset_id,
+                SnapshotBalance.balance_mojos,
+            )
+            .join(Snapshot, Snapshot.id == SnapshotBalance.snapshot_id)
+            .where(SnapshotBalance.snapshot_id.in_(snaps))
+        )
+        if only is not None:
+            query = query.where(SnapshotBalance.asset_id == only.id)
+        rows = connection.execute(query).all()
+        assets = _assets(connection, {row.asset_id for row in rows})
+    result = [
+        BalanceRow(
+            snaps[row.snapshot_id].address,
+            snaps[row.snapshot_id].label,
+            assets[row.asset_id].asset_id,
+            assets[row.asset_id].symbol,
+            assets[row.asset_id].name,
+            row.taken_at,
+            row.balance_mojos,
+            units(row.balance_mojos, assets[row.asset_id].decimals),
+        )
+        for row in rows
+    ]
+    return sorted(result, key=lambda r: (r.address, _asset_key(r.asset_id, r.symbol)))
 
 
 def history(engine: Engine, address: str, asset: str | None = None) -> list[BalanceRow]:
@@ -111,21 +165,21 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
     never just stops: the drop to zero is visible.
     """
     with engine.connect() as connection:
-        address_id = _address_id(connection, address)
+        (who,) = _addresses(connection, Selection(address=address))
         only = resolve_asset(connection, asset) if asset is not None else None
-        query = (
-            select(Address.address, Address.label, Snapshot.id, Snapshot.taken_at)
-            .join(Address, Address.id == Snapshot.address_id)
-            .where(Snapshot.address_id == address_id)
+        snapshots = connection.execute(
+            select(Snapshot.id, Snapshot.taken_at)
+            .where(Snapshot.address_id == who.id)
             .order_by(Snapshot.taken_at, Snapshot.id)
-        )
-        snapshots = connection.execute(query).all()
+        ).all()
         balances_query = (
             select(
-                SnapshotBalance.snapshot_id, SnapshotBalance.asset_id, SnapshotBalance.balance_mojos
+                SnapshotBalance.snapshot_id,
+                SnapshotBalance.asset_id,
+                SnapshotBalance.balance_mojos,
             )
             .join(Snapshot, Snapshot.id == SnapshotBalance.snapshot_id)
-            .where(Snapshot.address_id == address_id)
+            .where(Snapshot.address_id == who.id)
         )
         if only is not None:
             balances_query = balances_query.where(SnapshotBalance.asset_id == only.id)
@@ -134,7 +188,7 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
             by_snapshot[snapshot_id][asset_pk] = mojos
         assets = _assets(connection, {pk for held in by_snapshot.values() for pk in held})
     rows: list[BalanceRow] = []
-    order = sorted(assets.values(), key=_asset_sort_key)
+    order = sorted(assets.values(), key=lambda a: _asset_key(a.asset_id, a.symbol))
     seen: set[int] = set()
     for snapshot in snapshots:
         held = by_snapshot.get(snapshot.id, {})
@@ -145,8 +199,8 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
             mojos = held.get(ref.id, 0)
             rows.append(
                 BalanceRow(
-                    snapshot.address,
-                    snapshot.label,
+                    who.address,
+                    who.label,
                     ref.asset_id,
                     ref.symbol,
                     ref.name,
@@ -162,85 +216,73 @@ def change_report(
     engine: Engine,
     since: datetime | None = None,
     until: datetime | None = None,
-    address: str | None = None,
+    selection: Selection = Selection(),
+    *,
+    period: Period | None = None,
+    total: bool = False,
 ) -> list[ReportRow]:
-    """Per address and asset: balance at the start and end of the window, and what changed.
+    """Per address and asset (and period): start and end balance, change, number of changes.
 
     The start is the last snapshot at or before ``since`` (or, when history begins inside the
     window, the first snapshot in it); the end is the last snapshot at or before ``until``.
     ``change`` is end minus start, which equals the sum of the deltas counted in ``changes``.
+    With ``period``, the window is cut into UTC days, ISO weeks or months, periods without a
+    change included; with ``total``, addresses are summed per asset (the portfolio).
     """
     if since is not None and until is not None and until < since:
         raise ReportError("--until is before --since")
     rows: list[ReportRow] = []
     with engine.connect() as connection:
-        addresses = connection.execute(
-            select(Address.id, Address.address, Address.label).order_by(Address.address)
-        ).all()
-        if address is not None:
-            wanted = _address_id(connection, address)
-            addresses = [row for row in addresses if row.id == wanted]
-        for row in addresses:
-            rows.extend(_report_address(connection, row.id, row.address, row.label, since, until))
+        only = _asset(connection, selection)
+        for address in _addresses(connection, selection):
+            rows.extend(_report_address(connection, address, since, until, period, only))
+    if total:
+        rows = _totals(rows)
     return rows
 
 
-def _report_address(
-    connection: Connection,
-    address_id: int,
-    address: str,
-    label: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> list[ReportRow]:
-    end = _snapshot_at(connection, address_id, until)
-    if end is None:
-        return []
-    start = _snapshot_at(connection, address_id, since) if since is not None else None
-    if start is None:
-        first = select(Snapshot.id, Snapshot.taken_at).where(Snapshot.address_id == address_id)
-        if since is not None:
-            first = first.where(Snapshot.taken_at >= since)
-        start = connection.execute(first.order_by(Snapshot.taken_at, Snapshot.id).limit(1)).first()
-        if start is None or start.taken_at > end.taken_at:
-            return []
-    start_balances = _balances(connection, start.id)
-    end_balances = _balances(connection, end.id)
-    counts: dict[int, int] = {
-        asset: count
-        for asset, count in connection.execute(
-            select(Delta.asset_id, func.count())
-            .join(Snapshot, Snapshot.id == Delta.snapshot_id)
-            .where(
-                Snapshot.address_id == address_id,
-                Snapshot.taken_at > start.taken_at,
-                Snapshot.taken_at <= end.taken_at,
-            )
-            .group_by(Delta.asset_id)
-        )
-    }
-    assets = _assets(connection, set(start_balances) | set(end_balances) | set(counts))
+def status(engine: Engine, selection: Selection = Selection()) -> list[StatusRow]:
+    """Each address's poll health: last success, last error, failures since the last success."""
     result = []
-    for ref in sorted(assets.values(), key=_asset_sort_key):
-        before = start_balances.get(ref.id, 0)
-        after = end_balances.get(ref.id, 0)
-        result.append(
-            ReportRow(
-                address=address,
-                label=label,
-                asset_id=ref.asset_id,
-                symbol=ref.symbol,
-                start_at=start.taken_at,
-                end_at=end.taken_at,
-                start_balance=units(before, ref.decimals),
-                end_balance=units(after, ref.decimals),
-                change=units(after - before, ref.decimals),
-                changes=counts.get(ref.id, 0),
-                start_balance_mojos=before,
-                end_balance_mojos=after,
-                change_mojos=after - before,
+    with engine.connect() as connection:
+        for address in _addresses(connection, selection):
+            last_ok = connection.execute(
+                select(PollAttempt.finished_at)
+                .where(PollAttempt.address_id == address.id, PollAttempt.ok)
+                .order_by(PollAttempt.started_at.desc())
+                .limit(1)
+            ).scalar()
+            last = connection.execute(
+                select(PollAttempt.finished_at)
+                .where(PollAttempt.address_id == address.id)
+                .order_by(PollAttempt.started_at.desc())
+                .limit(1)
+            ).scalar()
+            failures = select(PollAttempt.error, PollAttempt.finished_at).where(
+                PollAttempt.address_id == address.id, ~PollAttempt.ok
             )
-        )
+            if last_ok is not None:
+                failures = failures.where(PollAttempt.finished_at > last_ok)
+            last_error = connection.execute(
+                failures.order_by(PollAttempt.started_at.desc()).limit(1)
+            ).first()
+            consecutive = connection.execute(
+                select(func.count()).select_from(failures.subquery())
+            ).scalar_one()
+            snapshots = connection.execute(
+                select(func.count()).select_from(Snapshot).where(Snapshot.address_id == address.id)
+            ).scalar_one()
+            result.append(
+                StatusRow(
+                    address.address,
+                    address.label,
+                    last_ok,
+                    last,
+                    last_error.error if last_error is not None else None,
+                    consecutive,
+                    snapshots,
+                )
+            )
     return result
 
 
@@ -265,53 +307,221 @@ def resolve_asset(connection: Connection, text: str) -> AssetRef:
     raise ReportError(f"asset symbol {text!r} is ambiguous: give the asset id instead")
 
 
-def _asset_order() -> tuple[ColumnElement[Any] | InstrumentedAttribute[str], ...]:
-    # XCH first, then CATs by symbol, then by asset id for a stable order.
-    return (Asset.asset_id != XCH_ASSET_ID, func.coalesce(Asset.symbol, ""), Asset.asset_id)
+def period_start(moment: datetime, period: Period) -> datetime:
+    """The UTC start of the day, ISO week (Monday) or month that contains ``moment``."""
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
 
 
-def _asset_sort_key(ref: AssetRef) -> tuple[bool, str, str]:
-    return (ref.asset_id != XCH_ASSET_ID, ref.symbol or "", ref.asset_id)
+def next_period(start: datetime, period: Period) -> datetime:
+    if period == "day":
+        return start + timedelta(days=1)
+    if period == "week":
+        return start + timedelta(weeks=1)
+    return (start + timedelta(days=32)).replace(day=1)
 
 
-def _balance_row(row: Sequence[object]) -> BalanceRow:
-    address, label, asset_id, symbol, name, decimals, taken_at, mojos = row
-    assert isinstance(mojos, int)
-    assert isinstance(decimals, int)
-    return BalanceRow(
-        address,  # type: ignore[arg-type]
-        label,  # type: ignore[arg-type]
-        asset_id,  # type: ignore[arg-type]
-        symbol,  # type: ignore[arg-type]
-        name,  # type: ignore[arg-type]
-        taken_at,  # type: ignore[arg-type]
-        mojos,
-        units(mojos, decimals),
+def period_name(start: datetime, period: Period) -> str:
+    if period == "day":
+        return start.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}"
+    return start.strftime("%Y-%m")
+
+
+def _report_address(
+    connection: Connection,
+    address: _Address,
+    since: datetime | None,
+    until: datetime | None,
+    period: Period | None,
+    only: AssetRef | None,
+) -> list[ReportRow]:
+    end = _snapshot_at(connection, address.id, until)
+    if end is None:
+        return []
+    start = _snapshot_at(connection, address.id, since) if since is not None else None
+    if start is None:
+        start = _first_snapshot(connection, address.id, since)
+        if start is None or start.taken_at > end.taken_at:
+            return []
+    balances = _snapshot_balances(connection, start.id)
+    query = (
+        select(Snapshot.taken_at, Delta.asset_id, Delta.delta_mojos)
+        .join(Snapshot, Snapshot.id == Delta.snapshot_id)
+        .where(
+            Snapshot.address_id == address.id,
+            Snapshot.taken_at > start.taken_at,
+            Snapshot.taken_at <= end.taken_at,
+        )
+        .order_by(Snapshot.taken_at)
     )
+    if only is not None:
+        query = query.where(Delta.asset_id == only.id)
+        balances = {pk: mojos for pk, mojos in balances.items() if pk == only.id}
+    deltas = [(row.taken_at, row.asset_id, row.delta_mojos) for row in connection.execute(query)]
+    buckets: list[tuple[str | None, datetime, datetime]]
+    if period is None:
+        buckets = [(None, start.taken_at, end.taken_at)]
+    else:
+        # Periods cover what is known: from the window's start, or the first snapshot when the
+        # history begins later, to the window's end (or the last snapshot).
+        first = max(since, start.taken_at) if since is not None else start.taken_at
+        buckets = _buckets(first, until or end.taken_at, period)
+    assets = _assets(connection, set(balances) | {asset for _, asset, _ in deltas})
+    rows = _bucket_rows(address, buckets, balances, deltas, assets)
+    if only is not None:
+        rows = [row for row in rows if row.asset_id == only.asset_id]
+    return rows
 
 
-def _address_id(connection: Connection, address: str) -> int:
-    needle = address.strip()
-    rows = connection.execute(
-        select(Address.id).where(or_(Address.address == needle.lower(), Address.label == needle))
-    ).all()
-    if len(rows) == 1:
-        return int(rows[0].id)
-    if not rows:
-        raise ReportError(f"unknown address {address!r}: not in the database (polled yet?)")
-    raise ReportError(f"label {address!r} names several addresses: give the address instead")
+def _buckets(
+    first: datetime, last: datetime, period: Period
+) -> list[tuple[str | None, datetime, datetime]]:
+    buckets: list[tuple[str | None, datetime, datetime]] = []
+    begin = period_start(first, period)
+    while begin <= last:
+        end = next_period(begin, period)
+        buckets.append((period_name(begin, period), begin, end))
+        begin = end
+    return buckets
 
 
-def _snapshot_at(connection: Connection, address_id: int, moment: datetime | None):  # type: ignore[no-untyped-def]
+def _bucket_rows(
+    address: _Address,
+    buckets: Sequence[tuple[str | None, datetime, datetime]],
+    balances: dict[int, int],
+    deltas: Sequence[tuple[datetime, int, int]],
+    assets: dict[int, AssetRef],
+) -> list[ReportRow]:
+    """Walk the deltas once, cutting them into buckets; an empty bucket is "no change"."""
+    running = dict(balances)
+    rows: list[ReportRow] = []
+    index = 0
+    single = len(buckets) == 1 and buckets[0][0] is None
+    for name, begin, end in buckets:
+        while not single and index < len(deltas) and deltas[index][0] < begin:
+            _, asset, delta = deltas[index]  # between the start snapshot and the first period
+            running[asset] = running.get(asset, 0) + delta
+            index += 1
+        at_start = dict(running)
+        counts: dict[int, int] = defaultdict(int)
+        while index < len(deltas) and (single or deltas[index][0] < end):
+            _, asset, delta = deltas[index]
+            counts[asset] += 1
+            running[asset] = running.get(asset, 0) + delta
+            index += 1
+        for asset in sorted(
+            set(at_start) | set(running) | set(counts),
+            key=lambda pk: _asset_key(assets[pk].asset_id, assets[pk].symbol),
+        ):
+            before, after = at_start.get(asset, 0), running.get(asset, 0)
+            if not single and not (before or after or counts[asset]):
+                continue
+            ref = assets[asset]
+            rows.append(
+                ReportRow(
+                    address=address.address,
+                    label=address.label,
+                    asset_id=ref.asset_id,
+                    symbol=ref.symbol,
+                    period=name,
+                    start_at=begin,
+                    end_at=end,
+                    start_balance=units(before, ref.decimals),
+                    end_balance=units(after, ref.decimals),
+                    change=units(after - before, ref.decimals),
+                    changes=counts[asset],
+                    start_balance_mojos=before,
+                    end_balance_mojos=after,
+                    change_mojos=after - before,
+                )
+            )
+    return rows
+
+
+def _totals(rows: Iterable[ReportRow]) -> list[ReportRow]:
+    """The portfolio: rows of every address summed per asset (and period)."""
+    sums: dict[tuple[str | None, str], ReportRow] = {}
+    for row in rows:
+        key = (row.period, row.asset_id)
+        if key not in sums:
+            sums[key] = replace(row, address=None, label=None)
+            continue
+        seen = sums[key]
+        sums[key] = replace(
+            seen,
+            start_at=min(seen.start_at, row.start_at),
+            end_at=max(seen.end_at, row.end_at),
+            start_balance=seen.start_balance + row.start_balance,
+            end_balance=seen.end_balance + row.end_balance,
+            change=seen.change + row.change,
+            changes=seen.changes + row.changes,
+            start_balance_mojos=seen.start_balance_mojos + row.start_balance_mojos,
+            end_balance_mojos=seen.end_balance_mojos + row.end_balance_mojos,
+            change_mojos=seen.change_mojos + row.change_mojos,
+        )
+    return sorted(sums.values(), key=lambda r: (r.period or "", _asset_key(r.asset_id, r.symbol)))
+
+
+def _asset_key(asset_id: str, symbol: str | None) -> tuple[bool, str, str]:
+    # XCH first, then CATs by symbol, then by asset id for a stable order.
+    return (asset_id != XCH_ASSET_ID, symbol or "", asset_id)
+
+
+def _addresses(connection: Connection, selection: Selection) -> list[_Address]:
+    query = select(Address.id, Address.address, Address.label).order_by(Address.address)
+    if selection.address is not None:
+        needle = selection.address.strip()
+        query = query.where(or_(Address.address == needle.lower(), Address.label == needle))
+    if selection.label is not None:
+        query = query.where(Address.label == selection.label)
+    rows = [_Address(row.id, row.address, row.label) for row in connection.execute(query)]
+    if selection.address is not None:
+        if not rows:
+            raise ReportError(
+                f"unknown address {selection.address!r}: not in the database (polled yet?)"
+            )
+        if len(rows) > 1:
+            raise ReportError(
+                f"label {selection.address!r} names several addresses: "
+                "give the address, or use --label for all of them"
+            )
+    if selection.label is not None and not rows:
+        raise ReportError(f"no address has the label {selection.label!r}")
+    return rows
+
+
+def _asset(connection: Connection, selection: Selection) -> AssetRef | None:
+    return resolve_asset(connection, selection.asset) if selection.asset is not None else None
+
+
+def _snapshot_at(connection: Connection, address_id: int, moment: datetime | None) -> _Snap | None:
     query = select(Snapshot.id, Snapshot.taken_at).where(Snapshot.address_id == address_id)
     if moment is not None:
         query = query.where(Snapshot.taken_at <= moment)
-    return connection.execute(
+    row = connection.execute(
         query.order_by(Snapshot.taken_at.desc(), Snapshot.id.desc()).limit(1)
     ).first()
+    return _Snap(row.id, row.taken_at) if row is not None else None
 
 
-def _balances(connection: Connection, snapshot_id: int) -> dict[int, int]:
+def _first_snapshot(
+    connection: Connection, address_id: int, moment: datetime | None
+) -> _Snap | None:
+    query = select(Snapshot.id, Snapshot.taken_at).where(Snapshot.address_id == address_id)
+    if moment is not None:
+        query = query.where(Snapshot.taken_at >= moment)
+    row = connection.execute(query.order_by(Snapshot.taken_at, Snapshot.id).limit(1)).first()
+    return _Snap(row.id, row.taken_at) if row is not None else None
+
+
+def _snapshot_balances(connection: Connection, snapshot_id: int) -> dict[int, int]:
     rows = connection.execute(
         select(SnapshotBalance.asset_id, SnapshotBalance.balance_mojos).where(
             SnapshotBalance.snapshot_id == snapshot_id
