@@ -159,3 +159,31 @@ def test_db_commands(tmp_path: Path) -> None:
     assert "nope" in err
     assert err.count("\n") == 1
     assert invoke(path, "db", "downgrade", "base")[1] == "database at revision base\n"
+
+
+def test_balances_at_and_report_periods(config: Path) -> None:
+    code, out, _ = invoke(
+        config, "balances", "--at", "2026-03-01T13:30:00Z", "--asset", "SBX", "--format", "json"
+    )
+    assert code == 0
+    assert [(r["balance"], r["taken_at"]) for r in json.loads(out)] == [
+        ("9007199254740.493", "2026-03-01T13:00:00Z")
+    ]
+    code, out, _ = invoke(config, "report", "--period", "day", "--total", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["period"], r["asset_id"], r["change"], r["address"]) for r in rows] == [
+        ("2026-03-01", "xch", "-0.999999999997", ""),
+        ("2026-03-01", SBX, "-0.500", ""),
+    ]
+
+
+def test_status_and_label_filter(config: Path) -> None:
+    code, out, _ = invoke(config, "status", "--label", "main", "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["address"], row["snapshots"], row["consecutive_failures"]) == (MAIN, 3, 0)
+    assert row["last_success"] == "2026-03-01T14:00:00Z"
+    code, _, err = invoke(config, "status", "--label", "nobody")
+    assert code == 1
+    assert "no address has the label 'nobody'" in err

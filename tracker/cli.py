@@ -327,20 +327,53 @@ BALANCE_COLUMNS = (
 )
 
 
+def selection_options(*, asset: bool) -> Callable[[F], F]:
+    """--address / --label (and --asset): the same words for the same filter on every command."""
+
+    def decorate(func: F) -> F:
+        if asset:
+            func = click.option(
+                "--asset", metavar="ID", help="Only this asset: asset id, tkn1… id, symbol or xch."
+            )(func)
+        func = click.option("--label", metavar="LABEL", help="Only the addresses with this label.")(
+            func
+        )
+        return click.option(
+            "--address", metavar="ADDRESS", help="Only this address (or its unique label)."
+        )(func)
+
+    return decorate
+
+
 @cli.command()
-@click.option("--address", metavar="ADDRESS", help="Only this address (or label).")
+@selection_options(asset=True)
+@click.option(
+    "--at",
+    type=Moment(),
+    help="Balances at this moment (from the last snapshot at or before it), e.g. for taxes.",
+)
 @format_option
 @click.pass_obj
 @handle_database_errors
-def balances(app: App, address: str | None, fmt: str) -> None:
-    """The latest balance of each address and asset.
+def balances(
+    app: App,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+    at: datetime | None,
+    fmt: str,
+) -> None:
+    """The balance of each address and asset: the latest, or --at a moment.
+
+    taken_at says when the snapshot behind each row was taken.
 
     \b
     Example:
-      tracker balances --format json
+      tracker balances --at 2026-12-31T23:59:59Z --format csv
     """
-    rows = reports.balances(app.engine(), reports.Selection(address=address))
-    _print(rows, BALANCE_COLUMNS, fmt, "no snapshots yet: run `tracker poll`")
+    selection = reports.Selection(address=address, label=label, asset=asset)
+    rows = reports.balances(app.engine(), selection, at)
+    _print(rows, BALANCE_COLUMNS, fmt, "no snapshots (yet, or before --at): run `tracker poll`")
 
 
 REPORT_COLUMNS = (
@@ -360,25 +393,72 @@ REPORT_COLUMNS = (
 @cli.command()
 @click.option("--since", type=Moment(), help="Window start: ISO-8601 time or age (7d, 12h).")
 @click.option("--until", type=Moment(), help="Window end: ISO-8601 time or age.")
-@click.option("--address", metavar="ADDRESS", help="Only this address (or label).")
+@click.option(
+    "--period",
+    type=click.Choice(reports.PERIODS),
+    help="One row per UTC day, ISO week or month; periods without a change are included.",
+)
+@click.option("--total", is_flag=True, help="Sum the addresses per asset: the portfolio.")
+@selection_options(asset=True)
 @format_option
 @click.pass_obj
 @handle_database_errors
 def report(
-    app: App, since: datetime | None, until: datetime | None, address: str | None, fmt: str
+    app: App,
+    since: datetime | None,
+    until: datetime | None,
+    period: reports.Period | None,
+    total: bool,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+    fmt: str,
 ) -> None:
     """Balance changes per address and asset over a window (default: all history).
 
     start_balance is the balance at the last snapshot at or before --since (or the first
     snapshot when history starts later), end_balance at the last one at or before --until;
-    changes counts the recorded balance changes in between.
+    change = end_balance - start_balance, and changes counts the recorded balance changes.
+    With --period, start_at/end_at are the period's bounds.
+
+    \b
+    Examples:
+      tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
+      tracker report --period month --total --asset xch
+    """
+    selection = reports.Selection(address=address, label=label, asset=asset)
+    rows = reports.change_report(app.engine(), since, until, selection, period=period, total=total)
+    columns: tuple[Column, ...] = REPORT_COLUMNS
+    if period is not None:
+        columns = (*REPORT_COLUMNS[:4], Column("period"), *REPORT_COLUMNS[4:])
+    _print(rows, columns, fmt, "no snapshots in this window")
+
+
+STATUS_COLUMNS = (
+    Column("address"),
+    Column("label"),
+    Column("last_success", "time"),
+    Column("last_attempt", "time"),
+    Column("consecutive_failures", "count"),
+    Column("snapshots", "count"),
+    Column("last_error"),
+)
+
+
+@cli.command()
+@selection_options(asset=False)
+@format_option
+@click.pass_obj
+@handle_database_errors
+def status(app: App, address: str | None, label: str | None, fmt: str) -> None:
+    """Poll health per address: last success, last error, failures since the last success.
 
     \b
     Example:
-      tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
+      tracker status
     """
-    rows = reports.change_report(app.engine(), since, until, reports.Selection(address=address))
-    _print(rows, REPORT_COLUMNS, fmt, "no snapshots in this window")
+    rows = reports.status(app.engine(), reports.Selection(address=address, label=label))
+    _print(rows, STATUS_COLUMNS, fmt, "no addresses in the database yet")
 
 
 HISTORY_COLUMNS = (
