@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +79,31 @@ class ScheduleSection(_Section):
     interval_seconds: int = Field(default=300, ge=1)
 
 
+class MetricsSection(_Section):
+    """Prometheus /metrics and /healthz; off unless a port is given."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    # /healthz fails when no address has had a successful poll for this long (default: three
+    # intervals, so one failed poll is not an outage but a dead API or database is).
+    stale_after_seconds: int | None = Field(default=None, ge=1)
+
+
+class NotificationsSection(_Section):
+    """A webhook POSTed once per balance change; off unless a URL is given."""
+
+    webhook_url: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class AddressEntry(_Section):
     address: str
     label: str | None = Field(default=None, max_length=200)
@@ -88,6 +113,8 @@ class _File(_Section):
     database: DatabaseSection = DatabaseSection()
     spacescan: SpacescanSection = SpacescanSection()
     schedule: ScheduleSection = ScheduleSection()
+    metrics: MetricsSection = MetricsSection()
+    notifications: NotificationsSection = NotificationsSection()
     addresses: list[AddressEntry] = Field(default_factory=list)
 
 
@@ -124,6 +151,23 @@ class Settings:
     spacescan: SpacescanSettings
     interval_seconds: int
     addresses: tuple[WatchedAddress, ...]
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    notifications: NotificationsSection = field(default_factory=NotificationsSection)
+
+    def __repr__(self) -> str:
+        # Neither the database password nor a webhook's token may reach a log line.
+        try:
+            url = make_url(self.database_url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            url = "<database URL>"
+        return (
+            f"Settings(path={str(self.path)!r}, database_url={url!r}, spacescan={self.spacescan!r},"
+            f" interval_seconds={self.interval_seconds}, addresses={len(self.addresses)})"
+        )
+
+    @property
+    def stale_after_seconds(self) -> int:
+        return self.metrics.stale_after_seconds or 3 * self.interval_seconds
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -182,6 +226,8 @@ def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Setting
         ),
         interval_seconds=data.schedule.interval_seconds,
         addresses=addresses,
+        metrics=data.metrics,
+        notifications=data.notifications,
     )
 
 

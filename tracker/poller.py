@@ -8,9 +8,9 @@ from this process and a snapshot is never written by a thread that is being torn
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +19,7 @@ from tracker.addresses import token_id
 from tracker.clock import Cancelled, Clock
 from tracker.config import WatchedAddress
 from tracker.db import describe
+from tracker.deltas import AssetDelta
 from tracker.models import XCH_ASSET_ID
 from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoreError
 from tracker.spacescan import CAT_DECIMALS, XCH_DECIMALS, SpacescanClient, SpacescanError
@@ -37,6 +38,10 @@ class AddressResult:
     changes: int = 0
     baseline: bool = False
     stored: bool = True
+    # What a successful poll stored, for those downstream of the poll (metrics, webhooks).
+    observation: Observation | None = None
+    deltas: tuple[AssetDelta[str], ...] = ()
+    symbols: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,9 @@ class Poller:
             True,
             changes=len(stored.deltas),
             baseline=stored.baseline,
+            observation=fetched.observation,
+            deltas=tuple(stored.deltas),
+            symbols=stored.symbols,
         )
 
 

@@ -62,6 +62,8 @@ class StoredSnapshot:
     snapshot_id: int
     baseline: bool
     deltas: list[AssetDelta[str]]
+    # Symbols of the changed assets, including those that left (absent from the observation).
+    symbols: dict[str, str | None] = field(default_factory=dict)
 
 
 class SnapshotStore:
@@ -142,6 +144,9 @@ class SnapshotStore:
         ).first()
         previous: dict[int, int] | None = None
         names = {pk: asset for asset, pk in assets.items()}
+        symbols: dict[str, str | None] = {
+            asset: info.symbol for asset, info in observation.assets.items() if info.symbol
+        }
         if previous_row is not None:
             if observation.taken_at <= previous_row.taken_at:
                 raise StoreError(
@@ -150,12 +155,19 @@ class SnapshotStore:
                     "polled this address meanwhile, or the clock went back; this one is dropped"
                 )
             balance_rows = connection.execute(
-                select(SnapshotBalance.asset_id, Asset.asset_id, SnapshotBalance.balance_mojos)
+                select(
+                    SnapshotBalance.asset_id,
+                    Asset.asset_id,
+                    Asset.symbol,
+                    SnapshotBalance.balance_mojos,
+                )
                 .join(Asset, Asset.id == SnapshotBalance.asset_id)
                 .where(SnapshotBalance.snapshot_id == previous_row.id)
             ).all()
-            previous = {pk: mojos for pk, _, mojos in balance_rows}
-            names.update((pk, asset) for pk, asset, _ in balance_rows)
+            previous = {pk: mojos for pk, _, _, mojos in balance_rows}
+            names.update((pk, asset) for pk, asset, _, _ in balance_rows)
+            for _, asset, symbol, _ in balance_rows:
+                symbols.setdefault(asset, symbol)
         deltas = compute_deltas(previous, current)
 
         snapshot_id = connection.execute(
@@ -201,6 +213,7 @@ class SnapshotStore:
             snapshot_id=snapshot_id,
             baseline=previous_row is None,
             deltas=[AssetDelta(names[d.asset], d.previous_mojos, d.mojos) for d in deltas],
+            symbols={names[d.asset]: symbols.get(names[d.asset]) for d in deltas},
         )
         return stored, fresh_assets
 

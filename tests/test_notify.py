@@ -1,0 +1,166 @@
+"""Change notifications, received by a local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+from conftest import make_address, make_asset
+from fakeclock import FakeClock
+
+from tracker.deltas import AssetDelta
+from tracker.notify import WebhookNotifier
+from tracker.poller import AddressResult, PollSummary
+from tracker.snapshots import AssetInfo, Observation
+
+ADDRESS = make_address(8)
+CAT = make_asset(0xCA7)
+T = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+
+
+class Receiver(ThreadingHTTPServer):
+    """Answers each POST with the next status in ``statuses`` (then 200), after ``delay``."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[dict[str, Any]] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self.statuses: list[int] = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/hook?token=s3cret-token"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        time.sleep(self.server.delay)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            status = self.server.statuses.pop(0) if self.server.statuses else 200
+            if status == 200:
+                self.server.received.append(body)
+                self.server.headers_seen.append(dict(self.headers))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def summary() -> PollSummary:
+    assets = {
+        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
+        CAT: AssetInfo(CAT, None, "Cat", "CAT", 3),
+    }
+    observation = Observation(ADDRESS, T, T, {"xch": 250_000_000_000}, assets)
+    deltas = (AssetDelta("xch", 1_000_000_000_000, 250_000_000_000), AssetDelta(CAT, 1500, 0))
+    result = AddressResult(
+        ADDRESS, "hot", True, observation=observation, deltas=deltas, symbols={CAT: "CAT"}
+    )
+    failed = AddressResult(make_address(9), None, False, error="HTTP 503")
+    return PollSummary((result, failed), 1.0)
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_one_post_per_delta_with_exact_amounts(receiver: Receiver) -> None:
+    with requests.Session() as session:
+        notifier = WebhookNotifier(receiver.url, session=session, clock=FakeClock()).start()
+        notifier.notify(summary())
+        notifier.stop(drain_seconds=10)
+    assert receiver.received == [
+        {
+            "address": ADDRESS,
+            "label": "hot",
+            "asset_id": "xch",
+            "symbol": "XCH",
+            "previous": "1.000000000000",
+            "new": "0.250000000000",
+            "delta": "-0.750000000000",
+            "previous_mojos": "1000000000000",
+            "new_mojos": "250000000000",
+            "delta_mojos": "-750000000000",
+            "taken_at": "2026-11-24T12:30:00Z",
+        },
+        {
+            "address": ADDRESS,
+            "label": "hot",
+            "asset_id": CAT,
+            "symbol": "CAT",
+            "previous": "1.500",
+            "new": "0.000",
+            "delta": "-1.500",
+            "previous_mojos": "1500",
+            "new_mojos": "0",
+            "delta_mojos": "-1500",
+            "taken_at": "2026-11-24T12:30:00Z",
+        },
+    ]
+    assert receiver.headers_seen[0]["Content-Type"] == "application/json"
+    assert notifier.sent == 2
+    assert notifier.target == f"127.0.0.1:{receiver.server_port}"
+
+
+def test_failures_are_retried_then_counted(receiver: Receiver, caplog: Any) -> None:
+    receiver.statuses = [503, 500, 503, 503, 503]
+    clock = FakeClock()
+    failures: list[int] = []
+    with requests.Session() as session:
+        notifier = WebhookNotifier(
+            receiver.url,
+            session=session,
+            clock=clock,
+            max_attempts=3,
+            on_failure=lambda: failures.append(1),
+        ).start()
+        notifier.notify(summary())
+        notifier.stop(drain_seconds=10)
+    # First document: 503, 500, 503 -> given up; second: 503, 503, then 200.
+    assert [d["asset_id"] for d in receiver.received] == [CAT]
+    assert (notifier.sent, notifier.failed, len(failures)) == (1, 1, 1)
+    assert clock.sleeps == [2.0, 4.0, 2.0, 4.0]
+    assert "failed (HTTP 503); dropped" in caplog.text
+    assert "s3cret-token" not in caplog.text
+
+
+def test_a_slow_webhook_never_blocks_the_poll(receiver: Receiver) -> None:
+    receiver.delay = 1.0
+    with requests.Session() as session:
+        notifier = WebhookNotifier(receiver.url, session=session, clock=FakeClock()).start()
+        notifier.notify(summary())
+        assert receiver.received == []  # notify() returned while the first POST still waits
+        wait_for(lambda: len(receiver.received) == 2)
+        notifier.stop(drain_seconds=5)
