@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, wraps
+from pathlib import Path
+from types import FrameType
 from typing import Any, ClassVar, TypeVar
 
 import click
@@ -22,10 +26,11 @@ from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker import __version__, db, reports
+from tracker import __version__, db, export, reports
 from tracker.clock import SystemClock
 from tracker.config import ConfigError, Settings, config_path, load
-from tracker.output import FORMATS, Column, render
+from tracker.lock import DaemonLock, LockError, LockHeld
+from tracker.output import FORMATS, STREAM_FORMATS, Column, render
 from tracker.poller import Poller
 from tracker.ratelimit import RateBudget, RetryPolicy
 from tracker.scheduler import Daemon
@@ -247,12 +252,19 @@ def _poller(app: App, clock: SystemClock) -> tuple[Poller, SnapshotStore]:
 
 
 @cli.command()
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If another tracker already runs on this database, wait until it stops and then "
+    "take over, instead of exiting with status 2.",
+)
 @click.pass_obj
-def run(app: App) -> None:
+def run(app: App, wait: bool) -> None:
     """Run the daemon: poll every address now, then every interval, until stopped.
 
-    SIGINT or SIGTERM stop it within seconds (exit 0); a poll in progress is finished or
-    abandoned, never half-written.
+    Only one daemon runs per database: a second one exits with status 2 naming the first,
+    or with --wait takes over when the first stops. SIGINT or SIGTERM stop it within seconds
+    (exit 0); a poll in progress is finished or abandoned, never half-written.
 
     \b
     Example:
@@ -262,6 +274,42 @@ def run(app: App) -> None:
     settings = app.settings
     clock = SystemClock()
     poller, store = _poller(app, clock)
+    lock = DaemonLock(settings.database_url, clock=clock)
+    daemon = Daemon(
+        poller, settings.addresses, settings.interval_seconds, clock, before_poll=lock.ensure
+    )
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        # Until Daemon.run installs its own handlers: ends a --wait at once, and a signal that
+        # lands between taking the lock and starting the scheduler still stops the daemon.
+        log.info("received %s", signal.Signals(signum).name)
+        clock.stop()
+        daemon.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if _take_lock(lock, wait):
+            _run_daemon(app, daemon, store, lock)
+        else:
+            log.info("stopped while waiting for the daemon lock")
+    finally:
+        lock.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _take_lock(lock: DaemonLock, wait: bool) -> bool:
+    """The daemon lock, or why not as one line: False when stopped while waiting."""
+    try:
+        return lock.acquire(wait=wait)
+    except LockHeld as exc:
+        raise UsageFailure(f"{exc}; stop it or use --wait") from None
+    except LockError as exc:
+        raise Failure(str(exc)) from None
+
+
+def _run_daemon(app: App, daemon: Daemon, store: SnapshotStore, lock: DaemonLock) -> None:
+    settings = app.settings
     spacescan = settings.spacescan
     requests_per_poll = len(settings.addresses) * (2 if spacescan.include_xch else 1)
     minimum = requests_per_poll * 60 / spacescan.requests_per_minute
@@ -283,11 +331,12 @@ def run(app: App) -> None:
             spacescan.requests_per_minute,
             settings.interval_seconds,
         )
-    daemon = Daemon(poller, settings.addresses, settings.interval_seconds, clock)
     if not daemon.run():
         # Only a request stuck on the network is left; no write is in progress once the
-        # store is frozen, so leaving without joining that thread loses nothing.
+        # store is frozen, so leaving without joining that thread loses nothing. The lock
+        # goes only after the freeze: never two writers. (The OS would free it anyway.)
         store.freeze()
+        lock.release()
         logging.shutdown()
         os._exit(EXIT_OK)
     log.info("stopped")
@@ -487,6 +536,121 @@ def history(app: App, address: str, asset: str | None, fmt: str) -> None:
     """
     rows = reports.history(app.engine(), address, asset)
     _print(rows, HISTORY_COLUMNS, fmt, "no snapshots of this address yet")
+
+
+@cli.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(STREAM_FORMATS),
+    default="csv",
+    show_default=True,
+    help="CSV, or JSON Lines (one object per line); amounts stay exact decimal strings.",
+)
+@click.option(
+    "--changes", is_flag=True, help="Every balance change (delta) instead of every balance."
+)
+@click.option("--since", type=Moment(), help="Only snapshots taken at or after this time (or age).")
+@click.option("--until", type=Moment(), help="Only snapshots taken at or before this time.")
+@selection_options(asset=True)
+@click.pass_obj
+@handle_database_errors
+def export_command(
+    app: App,
+    fmt: str,
+    changes: bool,
+    since: datetime | None,
+    until: datetime | None,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+) -> None:
+    """Every snapshot balance (or every change), oldest first, streamed to stdout.
+
+    The columns are those of the SQL views balance_history (or, with --changes,
+    balance_changes); rows are ordered by taken_at, then address, then asset (XCH first,
+    then by asset id). Rows are written as they are read, so memory stays constant however
+    long the history is.
+
+    \b
+    Examples:
+      tracker export --since 2026-01-01 > balances.csv
+      tracker export --changes --format jsonl --asset xch | jq -r .delta
+    """
+    selection = reports.Selection(address=address, label=label, asset=asset)
+    engine = app.engine()
+    rows = (
+        export.changes(engine, selection, since, until)
+        if changes
+        else export.balances(engine, selection, since, until)
+    )
+    columns = export.CHANGE_COLUMNS if changes else export.BALANCE_COLUMNS
+    # Closed however the writing ends, so the cursor and its connection go back at once. A
+    # reader that stops early (`| head`) is click's business: it exits 1 quietly.
+    with closing(rows):
+        render(rows, columns, fmt, sys.stdout)
+        sys.stdout.flush()
+
+
+@cli.command()
+@click.option(
+    "--address",
+    metavar="ADDRESS",
+    help="The address to draw (or its unique label); needed when the database holds several.",
+)
+@click.option("--asset", metavar="ID", help="Only this asset: asset id, tkn1… id, symbol or xch.")
+@click.option("--since", type=Moment(), help="Chart start: ISO-8601 time or age (90d).")
+@click.option("--until", type=Moment(), help="Chart end: ISO-8601 time or age.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write; its suffix picks the format: .png, .svg or .pdf.",
+)
+@click.pass_obj
+@handle_database_errors
+def chart(
+    app: App,
+    address: str | None,
+    asset: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    output: Path,
+) -> None:
+    """Draw the balance of one address over time: one panel per asset.
+
+    Each asset has its own panel in its own token units, on a shared UTC time axis; the line
+    steps at the snapshots where the balance changed. Without --address the database must
+    hold a single address (one chart is one address; `report --total` sums them).
+
+    \b
+    Examples:
+      tracker chart -o balances.png
+      tracker chart --address main --asset xch --since 90d -o xch.svg
+    """
+    # Imported here: matplotlib takes a noticeable moment to load and only this command needs it.
+    from tracker import charts
+
+    try:
+        charts.chart_format(output)
+        series = reports.balance_series(app.engine(), address, asset, since, until)
+    except (charts.ChartError, reports.AddressNeeded) as exc:
+        raise UsageFailure(str(exc)) from None
+    if not series.assets:
+        what = f"no {asset} balance" if asset else "no snapshots"
+        window = " in this window" if since or until else ""
+        raise Failure(f"{what} of {charts.title(series)}{window}: nothing to draw")
+    try:
+        shown = charts.draw(series, output)
+    except OSError as exc:
+        raise Failure(f"{output}: {exc.strerror or exc}") from None
+    if shown < len(series.assets):
+        click.echo(
+            f"tracker: drew {shown} of {len(series.assets)} assets (XCH first, then by symbol); "
+            "draw the others with --asset",
+            err=True,
+        )
 
 
 @cli.group("db")

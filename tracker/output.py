@@ -19,6 +19,9 @@ from tabulate import tabulate
 # "change" is an amount that the table shows with its sign (+1.500), so gains stand out.
 Kind = Literal["text", "amount", "change", "mojos", "time", "count"]
 FORMATS = ("table", "csv", "json")
+# Formats written row by row as rows arrive, for exports too large to hold: no closing bracket
+# to wait for, no column widths to measure first.
+STREAM_FORMATS = ("csv", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,15 @@ def _plain(value: object, kind: Kind) -> object:
 
 
 def render(rows: Iterable[object], columns: Sequence[Column], fmt: str, out: TextIO) -> int:
-    """Write ``rows`` (objects with an attribute per column) in ``fmt``; returns the row count."""
+    """Write ``rows`` (objects with an attribute per column) in ``fmt``; returns the row count.
+
+    Every format but the table writes each row as it arrives, so an iterator of any length
+    streams through in constant memory.
+    """
     if fmt == "json":
         return _json(rows, columns, out)
+    if fmt == "jsonl":
+        return _jsonl(rows, columns, out)
     if fmt == "csv":
         return _csv(rows, columns, out)
     if fmt == "table":
@@ -69,6 +78,16 @@ def _json(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int
         out.write(("," if count else "") + "\n  " + json.dumps(record, ensure_ascii=False))
         count += 1
     out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _jsonl(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int:
+    """JSON Lines: one object per line with the same cells as JSON, so jq can read a stream."""
+    count = 0
+    for row in rows:
+        record = {c.key: _plain(getattr(row, c.key), c.kind) for c in columns}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
     return count
 
 

@@ -35,6 +35,10 @@ class ReportError(Exception):
     """A report that cannot be made as asked (unknown address or asset); one line."""
 
 
+class AddressNeeded(ReportError):
+    """A query about one address was not told which, and the database holds several."""
+
+
 def units(mojos: int, decimals: int) -> Decimal:
     """Exact token units with every decimal shown: 1500 CAT mojos -> Decimal('1.500')."""
     return Decimal(mojos).scaleb(-decimals)
@@ -91,6 +95,31 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
+class AssetSeries:
+    """One asset's balance over a window, as steps: each point's balance holds until the next.
+
+    The first point is the window's start (0 for an asset that appears later), then one point
+    per change, then the last snapshot of the window, so the line spans the data it knows.
+    """
+
+    asset_id: str
+    symbol: str | None
+    name: str | None
+    points: list[tuple[datetime, Decimal]]
+
+
+@dataclass(frozen=True)
+class Series:
+    """The balances of one address over a window; ``since``/``until`` are the window asked for."""
+
+    address: str
+    label: str | None
+    since: datetime | None
+    until: datetime | None
+    assets: list[AssetSeries]
+
+
+@dataclass(frozen=True)
 class StatusRow:
     address: str
     label: str | None
@@ -102,7 +131,7 @@ class StatusRow:
 
 
 @dataclass(frozen=True)
-class _Address:
+class AddressRef:
     id: int
     address: str
     label: str | None
@@ -119,7 +148,7 @@ def balances(
 ) -> list[BalanceRow]:
     """Each address's balances at its last snapshot at or before ``at`` (default: the latest)."""
     with engine.connect() as connection:
-        addresses = _addresses(connection, selection)
+        addresses = resolve_addresses(connection, selection)
         only = _asset(connection, selection)
         snaps = {
             snap.id: address
@@ -165,7 +194,7 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
     never just stops: the drop to zero is visible.
     """
     with engine.connect() as connection:
-        (who,) = _addresses(connection, Selection(address=address))
+        (who,) = resolve_addresses(connection, Selection(address=address))
         only = resolve_asset(connection, asset) if asset is not None else None
         snapshots = connection.execute(
             select(Snapshot.id, Snapshot.taken_at)
@@ -212,6 +241,65 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
     return rows
 
 
+def balance_series(
+    engine: Engine,
+    address: str | None = None,
+    asset: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Series:
+    """Each asset's balance of one address over a window, as the points where it changed.
+
+    Built like the change report, from the balances at the window's start plus the deltas
+    after it, so its size follows the number of changes, not of snapshots: a year of 5-minute
+    polls is a handful of points per asset, not 100,000. The window starts at ``since`` with
+    the balance of the last snapshot at or before it (or at the first snapshot, when history
+    starts later) and ends at the last snapshot at or before ``until``. Without ``address``,
+    the database's only address; with several, :class:`AddressNeeded`. No snapshot inside the
+    window gives a series without assets.
+    """
+    if since is not None and until is not None and until < since:
+        raise ReportError("--until is before --since")
+    with engine.connect() as connection:
+        who = _one_address(connection, address)
+        only = resolve_asset(connection, asset) if asset is not None else None
+        empty = Series(who.address, who.label, since, until, [])
+        end = _snapshot_at(connection, who.id, until)
+        first = _first_snapshot(connection, who.id, since)
+        if end is None or first is None or first.taken_at > end.taken_at:
+            return empty
+        start = (_snapshot_at(connection, who.id, since) if since is not None else None) or first
+        held = _snapshot_balances(connection, start.id)
+        query = (
+            select(Snapshot.taken_at, Delta.asset_id, Delta.balance_mojos)
+            .join(Snapshot, Snapshot.id == Delta.snapshot_id)
+            .where(
+                Snapshot.address_id == who.id,
+                Snapshot.taken_at > start.taken_at,
+                Snapshot.taken_at <= end.taken_at,
+            )
+            .order_by(Snapshot.taken_at)
+        )
+        if only is not None:
+            query = query.where(Delta.asset_id == only.id)
+            held = {pk: mojos for pk, mojos in held.items() if pk == only.id}
+        changes = connection.execute(query).all()
+        assets = _assets(connection, set(held) | {row.asset_id for row in changes})
+    begin = max(since, start.taken_at) if since is not None else start.taken_at
+    steps = {pk: [(begin, mojos)] for pk, mojos in held.items()}
+    for taken_at, pk, mojos in changes:
+        steps.setdefault(pk, [(begin, 0)]).append((taken_at, mojos))
+    result = []
+    for pk in sorted(steps, key=lambda pk: _asset_key(assets[pk].asset_id, assets[pk].symbol)):
+        points = steps[pk]
+        if points[-1][0] < end.taken_at:
+            points.append((end.taken_at, points[-1][1]))
+        ref = assets[pk]
+        exact = [(when, units(mojos, ref.decimals)) for when, mojos in points]
+        result.append(AssetSeries(ref.asset_id, ref.symbol, ref.name, exact))
+    return replace(empty, assets=result)
+
+
 def change_report(
     engine: Engine,
     since: datetime | None = None,
@@ -234,7 +322,7 @@ def change_report(
     rows: list[ReportRow] = []
     with engine.connect() as connection:
         only = _asset(connection, selection)
-        for address in _addresses(connection, selection):
+        for address in resolve_addresses(connection, selection):
             rows.extend(_report_address(connection, address, since, until, period, only))
     if total:
         rows = _totals(rows)
@@ -245,7 +333,7 @@ def status(engine: Engine, selection: Selection = Selection()) -> list[StatusRow
     """Each address's poll health: last success, last error, failures since the last success."""
     result = []
     with engine.connect() as connection:
-        for address in _addresses(connection, selection):
+        for address in resolve_addresses(connection, selection):
             last_ok = connection.execute(
                 select(PollAttempt.finished_at)
                 .where(PollAttempt.address_id == address.id, PollAttempt.ok)
@@ -336,7 +424,7 @@ def period_name(start: datetime, period: Period) -> str:
 
 def _report_address(
     connection: Connection,
-    address: _Address,
+    address: AddressRef,
     since: datetime | None,
     until: datetime | None,
     period: Period | None,
@@ -393,7 +481,7 @@ def _buckets(
 
 
 def _bucket_rows(
-    address: _Address,
+    address: AddressRef,
     buckets: Sequence[tuple[str | None, datetime, datetime]],
     balances: dict[int, int],
     deltas: Sequence[tuple[datetime, int, int]],
@@ -474,14 +562,19 @@ def _asset_key(asset_id: str, symbol: str | None) -> tuple[bool, str, str]:
     return (asset_id != XCH_ASSET_ID, symbol or "", asset_id)
 
 
-def _addresses(connection: Connection, selection: Selection) -> list[_Address]:
+def resolve_addresses(connection: Connection, selection: Selection) -> list[AddressRef]:
+    """The addresses a selection names (all of them when it names none), ordered by address.
+
+    An unknown address or label is a ReportError, so every command words it the same way and
+    says it before printing anything.
+    """
     query = select(Address.id, Address.address, Address.label).order_by(Address.address)
     if selection.address is not None:
         needle = selection.address.strip()
         query = query.where(or_(Address.address == needle.lower(), Address.label == needle))
     if selection.label is not None:
         query = query.where(Address.label == selection.label)
-    rows = [_Address(row.id, row.address, row.label) for row in connection.execute(query)]
+    rows = [AddressRef(row.id, row.address, row.label) for row in connection.execute(query)]
     if selection.address is not None:
         if not rows:
             raise ReportError(
@@ -495,6 +588,21 @@ def _addresses(connection: Connection, selection: Selection) -> list[_Address]:
     if selection.label is not None and not rows:
         raise ReportError(f"no address has the label {selection.label!r}")
     return rows
+
+
+def _one_address(connection: Connection, address: str | None) -> AddressRef:
+    if address is not None:
+        (who,) = resolve_addresses(connection, Selection(address=address))
+        return who
+    known = resolve_addresses(connection, Selection())
+    if not known:
+        raise ReportError("no addresses in the database yet: run `tracker poll`")
+    if len(known) > 1:
+        raise AddressNeeded(
+            f"the database holds {len(known)} addresses: choose one with --address "
+            "(an address or its label)"
+        )
+    return known[0]
 
 
 def _asset(connection: Connection, selection: Selection) -> AssetRef | None:

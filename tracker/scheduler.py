@@ -39,12 +39,15 @@ class Daemon:
         clock: SystemClock,
         *,
         on_poll: Callable[[PollSummary], None] | None = None,
+        before_poll: Callable[[], bool] | None = None,
     ) -> None:
         self._poller = poller
         self._addresses = tuple(addresses)
         self._interval = interval_seconds
         self._clock = clock
         self._on_poll = on_poll
+        # Asked before each poll whether it may run (the daemon lock); it logs why not.
+        self._before_poll = before_poll
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -94,6 +97,8 @@ class Daemon:
             return
         self._idle.clear()
         try:
+            if self._before_poll is not None and not self._before_poll():
+                return
             summary = self._poller.poll(self._addresses)
         except Cancelled:
             log.info("poll cancelled")

@@ -1,0 +1,324 @@
+"""`tracker export`: the views' rows, exact, filtered, ordered, streamed in constant memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_address, make_asset
+from sqlalchemy import Engine, event, insert, text
+
+from tracker import db, export
+from tracker.cli import cli
+from tracker.config import WatchedAddress
+from tracker.models import Address, Asset, Snapshot, SnapshotBalance
+from tracker.output import render
+from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+
+MAIN, COLD = make_address(1), make_address(2)
+SBX, AAA = make_asset(0x5B), make_asset(0xAA)
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+@pytest.fixture
+def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
+    """MAIN: XCH, a 2^53+1-mojo SBX, and AAA that comes and goes; COLD: XCH from h1."""
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(MAIN, "main"), WatchedAddress(COLD, "cold")], T0)
+    infos = {
+        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
+        SBX: AssetInfo(SBX, "tkn1sbx", "Spacebucks", "SBX", 3),
+        # Its symbol sorts before XCH and SBX: the order must still be XCH, then asset id.
+        AAA: AssetInfo(AAA, None, None, "AAA", 3),
+    }
+    for address, hours, balances in [
+        (MAIN, 0, {"xch": 10**12, SBX: 9007199254740993}),
+        (MAIN, 1, {"xch": 3, SBX: 9007199254740993, AAA: 1}),
+        (COLD, 1, {"xch": 7 * 10**12}),
+        (MAIN, 2, {"xch": 3, SBX: 9007199254740493}),
+        (COLD, 3, {"xch": 6 * 10**12}),
+    ]:
+        store.record_success(Observation(address, at(hours), at(hours), balances, infos))
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n')
+    return path
+
+
+def invoke(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), "export", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def exported(config: Path, *args: str) -> list[dict[str, str]]:
+    code, out, err = invoke(config, *args)
+    assert (code, err) == (0, "")
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def view(engine: Engine, name: str) -> list[dict[str, str]]:
+    """A view's rows as the export writes them: times ISO-8601 Z, numbers as exact text."""
+    with engine.connect() as connection:
+        result = connection.execute(text(f"SELECT * FROM {name}"))
+        rows = [dict(row._mapping) for row in result]
+    for row in rows:
+        for key, value in row.items():
+            if key.endswith("taken_at"):
+                # PostgreSQL gives a timestamptz; SQLite its UTC text without an offset.
+                moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+                moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+                row[key] = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            elif isinstance(value, Decimal):
+                row[key] = format(value, "f")
+            else:
+                row[key] = "" if value is None else str(value)
+    return rows
+
+
+def test_balances_are_the_view_row_for_row(config: Path, engine: Engine) -> None:
+    rows = exported(config)
+    assert list(rows[0]) == [
+        "address", "label", "asset_id", "token_id", "symbol", "name",
+        "taken_at", "balance_mojos", "balance",
+    ]  # fmt: skip
+    assert len(rows) == 9
+    assert sorted(rows, key=lambda r: sorted(r.items())) == sorted(
+        view(engine, "balance_history"), key=lambda r: sorted(r.items())
+    )
+    # Exact to the last digit, where a float would have rounded.
+    sbx = [r for r in rows if r["asset_id"] == SBX]
+    assert [(r["balance_mojos"], r["balance"]) for r in sbx] == [
+        ("9007199254740993", "9007199254740.993"),
+        ("9007199254740993", "9007199254740.993"),
+        ("9007199254740493", "9007199254740.493"),
+    ]
+    assert sbx[0]["token_id"] == "tkn1sbx"
+    assert sbx[0]["name"] == "Spacebucks"
+    tiny = next(r for r in rows if r["balance_mojos"] == "3")
+    assert tiny["balance"] == "0.000000000003"
+
+
+def test_changes_are_the_view_row_for_row(config: Path, engine: Engine) -> None:
+    rows = exported(config, "--changes")
+    assert list(rows[0]) == [
+        "address", "label", "asset_id", "symbol", "taken_at", "previous_taken_at",
+        "previous_balance_mojos", "balance_mojos", "delta_mojos", "delta",
+    ]  # fmt: skip
+    assert sorted(rows, key=lambda r: sorted(r.items())) == sorted(
+        view(engine, "balance_changes"), key=lambda r: sorted(r.items())
+    )
+    assert [
+        (r["address"], r["asset_id"], r["taken_at"], r["previous_taken_at"], r["delta"])
+        for r in rows
+    ] == [
+        (MAIN, "xch", "2026-03-01T13:00:00Z", "2026-03-01T12:00:00Z", "-0.999999999997"),
+        (MAIN, AAA, "2026-03-01T13:00:00Z", "2026-03-01T12:00:00Z", "0.001"),
+        (MAIN, SBX, "2026-03-01T14:00:00Z", "2026-03-01T13:00:00Z", "-0.500"),
+        (MAIN, AAA, "2026-03-01T14:00:00Z", "2026-03-01T13:00:00Z", "-0.001"),
+        (COLD, "xch", "2026-03-01T15:00:00Z", "2026-03-01T13:00:00Z", "-1.000000000000"),
+    ]
+
+
+def test_order_is_time_then_address_then_asset(config: Path) -> None:
+    rows = exported(config)
+    keys = [(r["taken_at"], r["address"], r["asset_id"]) for r in rows]
+    # XCH first, then CATs by asset id: SBX (0…5b) before AAA (0…aa), whatever the symbols say.
+    assert COLD < MAIN  # so the address order is not the order of the snapshots' ids
+    assert keys[:6] == [
+        ("2026-03-01T12:00:00Z", MAIN, "xch"),
+        ("2026-03-01T12:00:00Z", MAIN, SBX),
+        ("2026-03-01T13:00:00Z", COLD, "xch"),
+        ("2026-03-01T13:00:00Z", MAIN, "xch"),
+        ("2026-03-01T13:00:00Z", MAIN, SBX),
+        ("2026-03-01T13:00:00Z", MAIN, AAA),
+    ]
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1], k[2] != "xch", k[2]))
+
+
+def test_filters(config: Path) -> None:
+    assert {r["address"] for r in exported(config, "--address", "cold")} == {COLD}
+    assert {r["address"] for r in exported(config, "--label", "main")} == {MAIN}
+    only = exported(config, "--asset", "sbx", "--changes")
+    assert [(r["asset_id"], r["delta_mojos"]) for r in only] == [(SBX, "-500")]
+    # --since and --until are both inclusive.
+    window = exported(config, "--since", "2026-03-01T13:00:00Z", "--until", "2026-03-01T14:00Z")
+    assert {r["taken_at"] for r in window} == {"2026-03-01T13:00:00Z", "2026-03-01T14:00:00Z"}
+    assert len(window) == 6
+    assert exported(config, "--since", "2027-01-01") == []
+
+
+def test_jsonl_is_one_object_per_line_with_exact_strings(config: Path) -> None:
+    code, out, _ = invoke(config, "--format", "jsonl", "--address", MAIN, "--asset", SBX)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    first = json.loads(lines[0])
+    assert first == {
+        "address": MAIN,
+        "label": "main",
+        "asset_id": SBX,
+        "token_id": "tkn1sbx",
+        "symbol": "SBX",
+        "name": "Spacebucks",
+        "taken_at": "2026-03-01T12:00:00Z",
+        "balance_mojos": "9007199254740993",
+        "balance": "9007199254740.993",
+    }
+    out = invoke(config, "--changes", "--format", "jsonl")[1]
+    changes = [json.loads(line) for line in out.splitlines()]  # every line parses on its own
+    assert [c["delta"] for c in changes if c["asset_id"] == SBX] == ["-0.500"]
+
+
+def test_a_bad_selection_writes_nothing(config: Path) -> None:
+    for args in (["--address", make_address(77)], ["--asset", "nope"], ["--label", "nobody"]):
+        code, out, err = invoke(config, *args)
+        assert (code, out) == (1, "")
+        assert err.startswith("tracker: error: ")
+        assert err.count("\n") == 1
+    code, out, err = invoke(config, "--since", "2026-03-02", "--until", "2026-03-01")
+    assert (code, out) == (1, "")
+    assert "--until is before --since" in err
+    assert invoke(config, "--format", "json")[0] == 2
+
+
+@pytest.mark.postgres
+def test_postgres_streams_through_a_server_side_cursor(pg_url: str) -> None:
+    engine = db.create(pg_url)
+    try:
+        db.upgrade(engine)
+        fill(engine, snapshots=30, assets=5)
+        cursors: list[str] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def spy(*args: Any) -> None:
+            cursors.append(type(args[1]).__name__)
+
+        rows = export.balances(engine)
+        assert cursors == []  # selection resolved, nothing read yet
+        assert sum(1 for _ in rows) == 150
+        assert cursors[-1] == "ServerCursor"
+        assert engine.pool.checkedout() == 0
+    finally:
+        engine.dispose()
+
+
+def fill(engine: Engine, *, snapshots: int, assets: int) -> int:
+    """``snapshots`` x ``assets`` balances of one address, inserted in bulk; the sum of mojos."""
+    address = make_address(5)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    ids = [make_asset(n) if n else "xch" for n in range(assets)]
+    balances = [
+        {"snapshot_id": s + 1, "asset_id": a + 1, "balance_mojos": 10**15 + s * assets + a}
+        for s in range(snapshots)
+        for a in range(assets)
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Address).values(id=1, address=address, label="big", added_at=start)
+        )
+        connection.execute(
+            insert(Asset),
+            [
+                {"id": n + 1, "asset_id": asset, "symbol": f"T{n}", "decimals": 3}
+                for n, asset in enumerate(ids)
+            ],
+        )
+        connection.execute(
+            insert(Snapshot),
+            [
+                {"id": s + 1, "address_id": 1, "taken_at": start + timedelta(minutes=5 * s)}
+                for s in range(snapshots)
+            ],
+        )
+        connection.execute(insert(SnapshotBalance), balances)
+    return sum(row["balance_mojos"] for row in balances)
+
+
+class Tally(io.TextIOBase):
+    """A sink that reads the CSV it is given line by line and keeps only totals."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.mojos = 0
+        self._rest = ""
+
+    def write(self, text: str) -> int:
+        *complete, self._rest = (self._rest + text).split("\n")
+        for line in complete:
+            if self.lines:
+                self.mojos += int(line.split(",")[7])
+            self.lines += 1
+        return len(text)
+
+
+@pytest.mark.slow  # ~12 s: tracemalloc slows Python down a few times
+def test_a_large_export_runs_in_constant_memory(tmp_path: Path) -> None:
+    engine = db.create(f"sqlite:///{tmp_path / 'big.db'}")
+    try:
+        db.upgrade(engine)
+        snapshots, assets = 20_000, 10
+        total = fill(engine, snapshots=snapshots, assets=assets)
+
+        # What holding the rows would cost, measured on a sample of 2,000.
+        tracemalloc.start()
+        sample = list(_limited(export.balances(engine), 2000))
+        held = tracemalloc.get_traced_memory()[0] * (snapshots * assets) // len(sample)
+        tracemalloc.stop()
+        del sample
+
+        sink = Tally()
+        tracemalloc.start()
+        count = render(export.balances(engine), export.BALANCE_COLUMNS, "csv", sink)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        engine.dispose()
+    assert count == sink.lines - 1 == snapshots * assets
+    assert sink.mojos == total  # every row, exact
+    assert held > 100 * 2**20, held  # the 200,000 rows would take over 100 MB...
+    assert peak < 20 * 2**20, peak  # ...the stream stays far below (a few MB)
+
+
+def _limited(rows: Iterator[export.BalanceExportRow], n: int) -> Iterator[export.BalanceExportRow]:
+    for index, row in enumerate(rows):
+        if index == n:
+            return
+        yield row
+
+
+def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pipe.db'}"
+    engine = db.create(url)
+    try:
+        db.upgrade(engine)
+        fill(engine, snapshots=2000, assets=5)  # ~1 MB of CSV: far more than a pipe holds
+    finally:
+        engine.dispose()
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n')
+    with subprocess.Popen(
+        [sys.executable, "-m", "tracker", "--config", str(path), "export"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline().startswith(b"address,label,")
+        process.stdout.close()  # like `| head -1`
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=30)
+    assert (code, err) == (1, "")  # click's rule for a closed stdout: status 1, no traceback

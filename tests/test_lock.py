@@ -1,0 +1,347 @@
+"""One daemon per database: the daemon lock on both databases, then two real `tracker run`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PG_ADMIN_URL
+from fakeapi import FakeSpacescan
+from sqlalchemy import create_engine, text
+from test_e2e import ALICE, API_KEY, BOB, query, tracker, write_config
+
+from tracker.clock import SystemClock
+from tracker.lock import DaemonLock, LockHeld, lock_key
+
+FAST = 0.05  # retry interval of a waiting acquire in these tests
+
+
+def me() -> str:
+    return f"pid {os.getpid()} on host {socket.gethostname()} since "
+
+
+def test_second_acquire_names_the_holder(db_url: str) -> None:
+    clock = SystemClock()
+    with DaemonLock(db_url, clock=clock) as first:
+        assert first.check()
+        second = DaemonLock(db_url, clock=clock)
+        with pytest.raises(LockHeld) as raised:
+            second.acquire()
+        message = str(raised.value)
+        assert message.startswith("another tracker is already running on this database (" + me())
+        assert "\n" not in message
+        assert message.endswith("Z)")
+        assert not second.check()
+        second.release()
+
+
+def test_release_then_acquire(db_url: str) -> None:
+    clock = SystemClock()
+    first, second = DaemonLock(db_url, clock=clock), DaemonLock(db_url, clock=clock)
+    assert first.acquire()
+    first.release()
+    first.release()  # twice is harmless
+    assert not first.check()
+    assert second.acquire()
+    assert second.ensure()
+    second.release()
+    assert first.acquire()
+    assert first.acquire()  # already held: kept, not taken twice
+    first.release()
+
+
+def test_ensure_refuses_without_the_lock(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    lock = DaemonLock(db_url, clock=SystemClock())
+    assert not lock.ensure()
+    assert "poll skipped" in caplog.text
+
+
+def test_wait_takes_over_when_the_holder_releases(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tracker")
+    clock = SystemClock()
+    first = DaemonLock(db_url, clock=clock)
+    second = DaemonLock(db_url, clock=clock, retry_seconds=FAST)
+    assert first.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(second.acquire(wait=True)))
+    waiter.start()
+    try:
+        time.sleep(20 * FAST)
+        assert waiter.is_alive(), "the second lock did not wait"
+        first.release()
+        waiter.join(10)
+        assert got == [True]
+        assert second.check()
+        with pytest.raises(LockHeld):
+            first.acquire()
+    finally:
+        first.release()
+        waiter.join(10)
+        second.release()
+    waiting = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waiting) == 1  # one line, not one per retry
+    assert waiting[0].startswith("waiting for the daemon lock held by " + me())
+
+
+def test_stopping_the_clock_ends_a_wait(db_url: str) -> None:
+    clock = SystemClock()
+    first = DaemonLock(db_url, clock=clock)
+    second = DaemonLock(db_url, clock=clock, retry_seconds=60)
+    assert first.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(second.acquire(wait=True)))
+    waiter.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        clock.stop()  # what SIGTERM does during `tracker run --wait`
+        waiter.join(10)
+        assert got == [False]
+        assert time.monotonic() - started < 2
+    finally:
+        first.release()
+        waiter.join(10)
+        second.release()
+
+
+def test_in_memory_sqlite_needs_no_lock() -> None:
+    clock = SystemClock()
+    with DaemonLock("sqlite://", clock=clock) as first, DaemonLock("sqlite://", clock=clock):
+        assert first.ensure()
+
+
+def test_sqlite_lock_file_holds_the_holder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    with DaemonLock(url, clock=SystemClock()):
+        content = (tmp_path / "tracker.db.lock").read_text()
+        assert f'"pid": {os.getpid()}' in content
+    assert (tmp_path / "tracker.db.lock").read_text() == ""
+
+
+def test_sqlite_deleted_lock_file_is_taken_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    clock = SystemClock()
+    lock_file = tmp_path / "tracker.db.lock"
+    with DaemonLock(url, clock=clock) as lock:
+        lock_file.unlink()
+        assert not lock.check()
+        assert lock.ensure()
+        assert lock.check()
+        assert lock_file.read_text()
+        # Deleted again, and another daemon locks the new file first: no second poller.
+        lock_file.unlink()
+        with DaemonLock(url, clock=clock):
+            assert not lock.ensure()
+            assert "another tracker took the daemon lock" in caplog.text
+        assert lock.ensure()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def terminate_backend(pid: int | None) -> None:
+    """Kill a session the way a server restart does, and wait until it is gone."""
+    assert pid is not None
+    admin = create_engine(PG_ADMIN_URL)
+    try:
+        with admin.connect() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+            for _ in range(100):
+                alive = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+                ).scalar()
+                if not alive:
+                    return
+                time.sleep(0.05)
+        raise AssertionError(f"backend {pid} did not exit")
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_lock_names_the_process(pg_url: str) -> None:
+    clock = SystemClock()
+    with DaemonLock(pg_url, clock=clock) as first:
+        names = query(
+            PG_ADMIN_URL,
+            f"SELECT application_name FROM pg_stat_activity WHERE pid = {first.backend_pid}",
+        )
+        assert names == [(f"tracker run pid={os.getpid()} host={socket.gethostname()}"[:63],)]
+        with pytest.raises(LockHeld, match=me()):
+            DaemonLock(pg_url, clock=clock).acquire()
+
+
+@pytest.mark.postgres
+def test_postgres_ensure_takes_a_lost_lock_back(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tracker")
+    with DaemonLock(pg_url, clock=SystemClock()) as lock:
+        before = lock.backend_pid
+        terminate_backend(before)
+        assert not lock.check()
+        assert lock.ensure()
+        assert lock.check()
+        assert lock.backend_pid not in (None, before)
+        assert "daemon lock was lost" in caplog.text
+        assert "daemon lock taken again" in caplog.text
+
+
+@pytest.mark.postgres
+def test_postgres_ensure_refuses_when_another_took_the_lock(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = SystemClock()
+    with DaemonLock(pg_url, clock=clock) as lock:
+        terminate_backend(lock.backend_pid)
+        with DaemonLock(pg_url, clock=clock):
+            assert not lock.ensure()
+            assert not lock.ensure()  # still refused, never two pollers
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert len(errors) == 2
+            assert errors[0].startswith("poll skipped: another tracker took the daemon lock")
+            assert me() in errors[0]
+        assert lock.ensure()
+
+
+@pytest.mark.postgres
+def test_postgres_schemas_have_their_own_lock(pg_url: str) -> None:
+    assert lock_key("a") != lock_key("b")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        other = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+        clock = SystemClock()
+        with DaemonLock(pg_url, clock=clock), DaemonLock(other, clock=clock) as second:
+            assert second.check()
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+# -- two real daemons ------------------------------------------------------------------------------
+
+
+class Run:
+    """`tracker run` as a real process whose log (stderr) can be read while it runs."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.log = config.with_name(f"run-{uuid.uuid4().hex[:8]}.log")
+        self._file = self.log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tracker", "--config", str(config), "run", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._file,
+            text=True,
+            env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, needle: str, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                return needle in self.output()
+            time.sleep(0.1)
+        return True
+
+    def terminate(self) -> float:
+        """SIGTERM; how long the process took to exit."""
+        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        self.process.wait(timeout=30)
+        return time.monotonic() - started
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._file.close()
+
+
+@pytest.fixture
+def api() -> Iterator[FakeSpacescan]:
+    with FakeSpacescan(api_key=API_KEY) as fake:
+        fake.set_xch(ALICE, 1_500_000_000_000)
+        fake.set_xch(BOB, 0)
+        yield fake
+
+
+def test_second_daemon_exits_2_naming_the_first(
+    api: FakeSpacescan, db_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "tracker.toml", api.url, db_url, interval=1)
+    with Run(config) as first:
+        assert api.wait_count(4, timeout=30), "the first daemon did not poll"
+        started = time.monotonic()
+        second = tracker("--config", str(config), "run", env={"SPACESCAN_API_KEY": API_KEY})
+        assert time.monotonic() - started < 15
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1
+        line = second.stderr.strip()
+        assert line.startswith(
+            "tracker: error: another tracker is already running on this database "
+            f"(pid {first.pid} on host {socket.gethostname()} since "
+        )
+        assert line.endswith("); stop it or use --wait")
+        # The first keeps polling.
+        seen = api.count()
+        assert api.wait_count(seen + 8, timeout=30)
+        assert first.process.poll() is None
+        # A waiting daemon stops at once on SIGTERM, with status 0.
+        with Run(config, "--wait") as waiting:
+            assert waiting.wait_for(f"waiting for the daemon lock held by pid {first.pid} on ")
+            assert waiting.terminate() < 5
+            assert waiting.process.returncode == 0, waiting.output()
+            assert "poll finished" not in waiting.output()
+        assert first.terminate() < 10
+        assert first.process.returncode == 0, first.output()
+    assert "Traceback" not in first.output() + waiting.output()
+    assert "poll skipped" not in first.output()
+
+
+def test_waiting_daemon_takes_over_when_the_first_stops(
+    api: FakeSpacescan, db_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "tracker.toml", api.url, db_url, interval=1)
+    with Run(config) as first:
+        assert first.wait_for("poll finished"), first.output()
+        with Run(config, "--wait") as second:
+            assert second.wait_for(f"waiting for the daemon lock held by pid {first.pid} on ")
+            time.sleep(2)
+            assert "poll finished" not in second.output()
+            assert first.terminate() < 10
+            assert first.process.returncode == 0, first.output()
+            assert second.wait_for("poll finished"), second.output()
+            assert "daemon lock acquired" in second.output()
+            assert second.terminate() < 10
+            assert second.process.returncode == 0, second.output()
+    assert "Traceback" not in first.output() + second.output()
+    # The second daemon's first poll compared with the first daemon's last: no change found.
+    assert query(db_url, "SELECT count(*) FROM deltas") == [(0,)]
