@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from fakeapi import FakeSpacescan
 from fakeclock import FakeClock
 from sqlalchemy import Engine, create_engine, text
+from webhooks import Receiver
 
 from tracker import db
 from tracker.addresses import bech32m_encode
@@ -101,3 +103,17 @@ def make_address(n: int, prefix: str = "xch") -> str:
 def make_asset(n: int) -> str:
     """A distinct 64-hex CAT asset id."""
     return f"{n:064x}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1, answering 200 unless told otherwise."""
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
 import requests
 from conftest import make_address, make_asset
 from fakeclock import FakeClock
+from webhooks import Receiver
 
 from tracker.deltas import AssetDelta
 from tracker.notify import WebhookNotifier
@@ -23,56 +19,6 @@ from tracker.snapshots import AssetInfo, Observation
 ADDRESS = make_address(8)
 CAT = make_asset(0xCA7)
 T = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
-
-
-class Receiver(ThreadingHTTPServer):
-    """Answers each POST with the next status in ``statuses`` (then 200), after ``delay``."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.received: list[dict[str, Any]] = []
-        self.headers_seen: list[dict[str, str]] = []
-        self.statuses: list[int] = []
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/hook?token=s3cret-token"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        time.sleep(self.server.delay)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            status = self.server.statuses.pop(0) if self.server.statuses else 200
-            if status == 200:
-                self.server.received.append(body)
-                self.server.headers_seen.append(dict(self.headers))
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def summary() -> PollSummary:

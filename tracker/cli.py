@@ -28,10 +28,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tracker import __version__, db, export, reports
 from tracker.clock import SystemClock
-from tracker.config import ConfigError, Settings, config_path, load
+from tracker.config import ConfigError, Settings, WatchedAddress, config_path, load
 from tracker.lock import DaemonLock, LockError, LockHeld
+from tracker.metrics import Metrics, MetricsServer
+from tracker.notify import WebhookNotifier
 from tracker.output import FORMATS, STREAM_FORMATS, Column, render
-from tracker.poller import Poller
+from tracker.poller import Poller, PollSummary
 from tracker.ratelimit import RateBudget, RetryPolicy
 from tracker.scheduler import Daemon
 from tracker.snapshots import SnapshotStore
@@ -76,21 +78,23 @@ class App:
 
     def engine(self, *, migrate: bool = False, require_schema: bool = True) -> Engine:
         """The database, checked reachable and (with ``migrate``) upgraded to the newest schema."""
-        if self._engine is None:
-            url = self.settings.database_url
-            try:
-                engine = db.create(url)
-                if migrate:
-                    if db.ensure_current(engine):
-                        log.info("database schema upgraded to %s", db.head_revision())
-                elif require_schema and db.current_revision(engine) is None:
-                    raise Failure(
-                        f"database {db.mask(url)} has no tracker schema yet: "
-                        "run `tracker db upgrade` or `tracker poll`"
-                    )
-            except (SQLAlchemyError, db.DatabaseError) as exc:
-                raise Failure(self.redact(f"database {db.mask(url)}: {db.describe(exc)}")) from None
-            self._engine = engine
+        url = self.settings.database_url
+        try:
+            if self._engine is None:
+                self._engine = db.create(url)
+            if migrate:
+                if db.ensure_current(self._engine):
+                    log.info("database schema upgraded to %s", db.head_revision())
+            elif require_schema and db.current_revision(self._engine) is None:
+                raise Failure(
+                    f"database {db.mask(url)} has no tracker schema yet: "
+                    "run `tracker db upgrade` or `tracker poll`"
+                )
+            elif not require_schema:
+                with self._engine.connect():
+                    pass  # reachable: fail here, in one line, rather than later
+        except (SQLAlchemyError, db.DatabaseError) as exc:
+            raise Failure(self.redact(f"database {db.mask(url)}: {db.describe(exc)}")) from None
         return self._engine
 
     def close(self) -> None:
@@ -224,11 +228,13 @@ class Redact(logging.Filter):
         return True
 
 
-def _poller(app: App, clock: SystemClock) -> tuple[Poller, SnapshotStore]:
+def _poller(
+    app: App,
+    engine: Engine,
+    clock: SystemClock,
+    on_response: Callable[[str, str], None] | None = None,
+) -> tuple[Poller, SnapshotStore]:
     settings = app.settings
-    if not settings.addresses:
-        raise UsageFailure(f"{settings.path}: no [[addresses]] to poll")
-    engine = app.engine(migrate=True)
     spacescan = settings.spacescan
     session = requests.Session()
     client = SpacescanClient(
@@ -239,6 +245,7 @@ def _poller(app: App, clock: SystemClock) -> tuple[Poller, SnapshotStore]:
         retry=RetryPolicy(max_attempts=spacescan.max_attempts),
         api_key=spacescan.api_key,
         timeout_seconds=spacescan.timeout_seconds,
+        on_response=on_response,
     )
     store = SnapshotStore(engine)
     poller = Poller(
@@ -272,30 +279,36 @@ def run(app: App, wait: bool) -> None:
     """
     _setup_logging(app)
     settings = app.settings
+    _require_addresses(settings)
     clock = SystemClock()
-    poller, store = _poller(app, clock)
+    engine = app.engine(require_schema=False)
     lock = DaemonLock(settings.database_url, clock=clock)
-    daemon = Daemon(
-        poller, settings.addresses, settings.interval_seconds, clock, before_poll=lock.ensure
-    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # Until Daemon.run installs its own handlers: ends a --wait at once, and a signal that
-        # lands between taking the lock and starting the scheduler still stops the daemon.
+        # lands between taking the lock and starting the scheduler still stops the daemon
+        # (Daemon.run returns at once on a stopped clock).
         log.info("received %s", signal.Signals(signum).name)
         clock.stop()
-        daemon.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        # The lock comes before the migration: a newer tracker started with --wait must not
+        # change the schema under a daemon that is still running.
         if _take_lock(lock, wait):
-            _run_daemon(app, daemon, store, lock)
+            app.engine(migrate=True)
+            _run_daemon(app, engine, clock, lock)
         else:
             log.info("stopped while waiting for the daemon lock")
     finally:
         lock.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _require_addresses(settings: Settings) -> None:
+    if not settings.addresses:
+        raise UsageFailure(f"{settings.path}: no [[addresses]] to poll")
 
 
 def _take_lock(lock: DaemonLock, wait: bool) -> bool:
@@ -308,9 +321,34 @@ def _take_lock(lock: DaemonLock, wait: bool) -> bool:
         raise Failure(str(exc)) from None
 
 
-def _run_daemon(app: App, daemon: Daemon, store: SnapshotStore, lock: DaemonLock) -> None:
+def _run_daemon(app: App, engine: Engine, clock: SystemClock, lock: DaemonLock) -> None:
     settings = app.settings
     spacescan = settings.spacescan
+    metrics = server = None
+    if settings.metrics.port is not None:
+        metrics = Metrics(settings.stale_after_seconds)
+        try:
+            server = MetricsServer(metrics, settings.metrics.host, settings.metrics.port).start()
+        except OSError as exc:
+            where = f"{settings.metrics.host}:{settings.metrics.port}"
+            raise UsageFailure(
+                f"{settings.path}: metrics.port: cannot listen on {where}: {exc.strerror}"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
+    poller, store = _poller(
+        app, engine, clock, metrics.observe_request if metrics is not None else None
+    )
+    notifier = _notifier(app, clock, metrics)
+    after_poll = _after_poll(metrics, notifier)
+    daemon = Daemon(
+        poller,
+        settings.addresses,
+        settings.interval_seconds,
+        clock,
+        before_poll=lock.ensure,
+        on_poll=after_poll,
+        reload=lambda: _reload_addresses(app),
+    )
     requests_per_poll = len(settings.addresses) * (2 if spacescan.include_xch else 1)
     minimum = requests_per_poll * 60 / spacescan.requests_per_minute
     log.info(
@@ -331,7 +369,12 @@ def _run_daemon(app: App, daemon: Daemon, store: SnapshotStore, lock: DaemonLock
             spacescan.requests_per_minute,
             settings.interval_seconds,
         )
-    if not daemon.run():
+    finished = daemon.run()
+    if notifier is not None:
+        notifier.stop(drain_seconds=2.0)
+    if server is not None:
+        server.stop()
+    if not finished:
         # Only a request stuck on the network is left; no write is in progress once the
         # store is frozen, so leaving without joining that thread loses nothing. The lock
         # goes only after the freeze: never two writers. (The OS would free it anyway.)
@@ -340,6 +383,42 @@ def _run_daemon(app: App, daemon: Daemon, store: SnapshotStore, lock: DaemonLock
         logging.shutdown()
         os._exit(EXIT_OK)
     log.info("stopped")
+
+
+def _notifier(app: App, clock: SystemClock, metrics: Metrics | None) -> WebhookNotifier | None:
+    settings = app.settings.notifications
+    if settings.webhook_url is None:
+        return None
+    notifier = WebhookNotifier(
+        settings.webhook_url,
+        session=requests.Session(),
+        clock=clock,
+        timeout_seconds=settings.timeout_seconds,
+        max_attempts=settings.max_attempts,
+        on_failure=metrics.webhook_failures.inc if metrics is not None else None,
+    )
+    log.info("change notifications to %s", notifier.target)
+    return notifier.start()
+
+
+def _after_poll(
+    metrics: Metrics | None, notifier: WebhookNotifier | None
+) -> Callable[[PollSummary], None]:
+    def after(summary: PollSummary) -> None:
+        if metrics is not None:
+            metrics.observe_poll(summary)
+        if notifier is not None:
+            notifier.notify(summary)
+
+    return after
+
+
+def _reload_addresses(app: App) -> tuple[WatchedAddress, ...]:
+    """SIGHUP: the address list from the config file as it is now, checked like at start."""
+    settings = load(config_path(app.config, os.environ))
+    if settings.database_url != app.settings.database_url:
+        log.warning("reload: a new database URL takes effect only after a restart")
+    return settings.addresses
 
 
 @cli.command()
@@ -352,7 +431,10 @@ def poll(app: App) -> None:
       tracker poll
     """
     _setup_logging(app)
-    poller, _ = _poller(app, SystemClock())
+    _require_addresses(app.settings)
+    clock = SystemClock()
+    poller, _ = _poller(app, app.engine(migrate=True), clock)
+    notifier = _notifier(app, clock, None)
     try:
         summary = poller.poll(app.settings.addresses)
     except SQLAlchemyError as exc:
@@ -360,6 +442,11 @@ def poll(app: App) -> None:
             app.redact(f"database {db.mask(app.settings.database_url)}: {db.describe(exc)}")
         ) from None
     log.info(summary.line())
+    if notifier is not None:
+        # A one-shot run waits for its notifications (bounded by the retry policy).
+        notifier.notify(summary)
+        hooks = app.settings.notifications
+        notifier.stop(drain_seconds=hooks.max_attempts * (hooks.timeout_seconds + 8.0))
     if summary.failed:
         stored = " (the others were stored)" if summary.ok else ""
         raise Failure(f"{summary.failed} of {len(summary.results)} addresses failed{stored}")

@@ -40,6 +40,7 @@ class Daemon:
         *,
         on_poll: Callable[[PollSummary], None] | None = None,
         before_poll: Callable[[], bool] | None = None,
+        reload: Callable[[], Sequence[WatchedAddress]] | None = None,
     ) -> None:
         self._poller = poller
         self._addresses = tuple(addresses)
@@ -48,6 +49,11 @@ class Daemon:
         self._on_poll = on_poll
         # Asked before each poll whether it may run (the daemon lock); it logs why not.
         self._before_poll = before_poll
+        # Called on SIGHUP (before the next poll) for a new address list; it raises on a bad
+        # config, and then the old list stays.
+        self._reload = reload
+        self._reload_requested = threading.Event()
+        self._failed_polls = 0
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -71,9 +77,12 @@ class Daemon:
             name="poll every address",
         )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
+        if self._reload is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
         scheduler.start()
         try:
-            while not self._stop.wait(1.0):
+            # A stopped clock also ends the daemon: a signal may have come before run().
+            while not self._stop.wait(1.0) and not self._clock.stopped:
                 pass
         finally:
             for sig, handler in previous.items():
@@ -92,25 +101,59 @@ class Daemon:
         log.info("received %s", signal.Signals(signum).name)
         self._stop.set()
 
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload_requested.set()
+
+    def _apply_reload(self) -> None:
+        assert self._reload is not None
+        self._reload_requested.clear()
+        try:
+            addresses = tuple(self._reload())
+        except Exception as exc:  # a bad edit must not stop a running daemon
+            log.error("reload refused, still polling the old list: %s", exc)
+            return
+        old, new = set(self._addresses), set(addresses)
+        self._addresses = addresses
+        log.info(
+            "reloaded: %d addresses (%d added, %d removed; their history stays)",
+            len(addresses),
+            len(new - old),
+            len(old - new),
+        )
+
     def _poll_once(self) -> None:
         if self._stop.is_set():
             return
         self._idle.clear()
         try:
+            if self._reload_requested.is_set():
+                self._apply_reload()
             if self._before_poll is not None and not self._before_poll():
                 return
             summary = self._poller.poll(self._addresses)
         except Cancelled:
             log.info("poll cancelled")
         except SQLAlchemyError as exc:
-            log.error("poll failed: database unavailable: %s", describe(exc))
+            self._failed_polls += 1
+            log.error(
+                "poll failed (%d in a row): database unavailable: %s",
+                self._failed_polls,
+                describe(exc),
+            )
         except Exception as exc:  # the daemon must outlive any single poll
+            self._failed_polls += 1
             log.error("poll failed: %s: %s", type(exc).__name__, describe(exc))
             log.debug("poll failure", exc_info=True)
         else:
+            if self._failed_polls:
+                log.info("polling again after %d failed polls", self._failed_polls)
+                self._failed_polls = 0
             log.info(summary.line())
             if self._on_poll is not None:
-                self._on_poll(summary)
+                try:
+                    self._on_poll(summary)
+                except Exception as exc:
+                    log.error("after the poll: %s: %s", type(exc).__name__, exc)
         finally:
             self._idle.set()
 

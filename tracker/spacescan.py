@@ -98,6 +98,7 @@ class SpacescanClient:
         retry: RetryPolicy | None = None,
         api_key: str | None = None,
         timeout_seconds: float = 30.0,
+        on_response: Callable[[str, str], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session
@@ -106,6 +107,8 @@ class SpacescanClient:
         self._retry = retry or RetryPolicy()
         self._api_key = api_key
         self._timeout = (min(10.0, timeout_seconds), timeout_seconds)
+        # Told (endpoint, "200" / "429" / "timeout" / "connection") of every attempt: metrics.
+        self._on_response = on_response or (lambda _endpoint, _status: None)
 
     def __repr__(self) -> str:
         return f"SpacescanClient({self.base_url!r}, api_key={'***' if self._api_key else None})"
@@ -126,15 +129,17 @@ class SpacescanClient:
             attempt += 1
             self._budget.acquire()
             try:
+                response = self._session.get(url, headers=headers, timeout=self._timeout)
+                self._on_response(endpoint, str(response.status_code))
                 # Parsed inside the loop: a rate-limit message in a 200 body must be retried too.
-                return parse(
-                    self._judge(self._session.get(url, headers=headers, timeout=self._timeout))
-                )
+                return parse(self._judge(response))
             except SpacescanError as exc:
                 error = exc
             except requests.Timeout:
+                self._on_response(endpoint, "timeout")
                 error = Unavailable(f"no answer within {self._timeout[1]:g} s")
             except requests.RequestException as exc:
+                self._on_response(endpoint, "connection")
                 error = Unavailable(f"connection failed ({_cause(exc)})")
             wait = self._retry.backoff(attempt, error.retry_after)
             too_long = (error.retry_after or 0.0) > self._retry.max_retry_after
