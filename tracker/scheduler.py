@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -28,6 +29,16 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Job:
+    """Periodic work beside the polls (e.g. retention), run on its own schedule."""
+
+    name: str
+    every_seconds: int
+    run: Callable[[], None]
+    at_start: bool = False
+
+
 class Daemon:
     """Runs ``poller`` every ``interval_seconds``, the first poll at once, never two at a time."""
 
@@ -41,6 +52,8 @@ class Daemon:
         on_poll: Callable[[PollSummary], None] | None = None,
         before_poll: Callable[[], bool] | None = None,
         reload: Callable[[], Sequence[WatchedAddress]] | None = None,
+        select: Callable[[Sequence[WatchedAddress]], Sequence[WatchedAddress]] | None = None,
+        jobs: Sequence[Job] = (),
     ) -> None:
         self._poller = poller
         self._addresses = tuple(addresses)
@@ -53,6 +66,10 @@ class Daemon:
         # config, and then the old list stays.
         self._reload = reload
         self._reload_requested = threading.Event()
+        # Which of the configured addresses this process polls now (all, unless several workers
+        # share the list); and other periodic work (maintenance) on the same scheduler.
+        self._select = select
+        self._jobs = tuple(jobs)
         self._failed_polls = 0
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -76,6 +93,15 @@ class Daemon:
             id="poll",
             name="poll every address",
         )
+        for job in self._jobs:
+            scheduler.add_job(
+                self._guarded(job),
+                "interval",
+                seconds=job.every_seconds,
+                next_run_time=self._clock.now() if job.at_start else None,
+                id=job.name,
+                name=job.name,
+            )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
         if self._reload is not None:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
@@ -100,6 +126,20 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
         self._stop.set()
+
+    def _guarded(self, job: Job) -> Callable[[], None]:
+        def run() -> None:
+            if self._stop.is_set():
+                return
+            try:
+                job.run()
+            except Cancelled:
+                pass
+            except Exception as exc:  # maintenance must never take the daemon down
+                log.error("%s failed: %s: %s", job.name, type(exc).__name__, describe(exc))
+                log.debug("%s failure", job.name, exc_info=True)
+
+        return run
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         self._reload_requested.set()
@@ -130,7 +170,10 @@ class Daemon:
                 self._apply_reload()
             if self._before_poll is not None and not self._before_poll():
                 return
-            summary = self._poller.poll(self._addresses)
+            addresses = self._addresses
+            if self._select is not None:
+                addresses = tuple(self._select(addresses))
+            summary = self._poller.poll(addresses)
         except Cancelled:
             log.info("poll cancelled")
         except SQLAlchemyError as exc:
