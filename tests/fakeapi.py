@@ -13,7 +13,10 @@ What it reproduces, from ``/work/shared/spacescan-api.md``:
 - the gateway's rejections (missing ``User-Agent``, bad ``x-api-key``) and the error body format;
 - reproducible fault injection (``random.Random(seed)``) for the soak test, each fault named in the
   request log so a test can check how the client reacted to each kind;
-- one-shot scripted answers (:meth:`FakeSpacescan.push`) for precise unit-style scenarios.
+- one-shot scripted answers (:meth:`FakeSpacescan.push`) for precise unit-style scenarios;
+- a hook called after each good answer has been completely sent (``on_good_answer``), and an
+  atomic :meth:`FakeSpacescan.set_balances`, so a soak test can move an address to its next
+  known state exactly when the client got the current one.
 
 Stdlib only, so it also runs standalone: ``python tests/fakeapi.py --port 8555 --address xch1...``.
 """
@@ -29,7 +32,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +95,11 @@ class Served:
     """Status sent; 0 when the connection was reset without an answer."""
     fault: str | None
     """Injected fault (a name from :data:`ALL_FAULTS`, or :data:`PUSHED`); None: a real answer."""
+    wall: float = 0.0
+    """``time.time()`` when the request line was read, to compare with times in a database."""
+    sent: float | None = None
+    """``time.monotonic()`` once the whole answer was handed to the socket; None if it never was
+    (a reset, a stop, or a client that hung up first)."""
 
 
 @dataclass(frozen=True)
@@ -214,22 +222,27 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Decide the answer, log it, then send it (after any delay)."""
         fake = cast(_Server, self.server).fake
-        at = time.monotonic()
+        at, wall = time.monotonic(), time.time()
         url = urlsplit(self.path)
         headers = {name.lower(): value for name, value in self.headers.items()}
         response, fault = fake._decide(url.path, headers)
-        fake._log(
-            Served(
-                at, url.path, url.query, headers, 0 if response.reset else response.status, fault
-            )
+        served = Served(
+            at, url.path, url.query, headers, 0 if response.reset else response.status, fault, wall
         )
+        fake._log(served)
         if fake._stopping.wait(fake.latency + response.delay):
             self.close_connection = True
             return
         try:
             self._send(response)
+            self.wfile.flush()
         except OSError:
             self.close_connection = True
+            return
+        if not response.reset:
+            served.sent = time.monotonic()
+            if fault is None and response.status == 200:  # only _good() answers 200 unfaulted
+                fake._answered_well(url.path)
 
     def _send(self, response: Response) -> None:
         if response.reset:
@@ -266,6 +279,10 @@ class FakeSpacescan:
         JSON numbers).
     :param timeout_delay: how long the "timeout" fault stalls before its 504.
     :param port: port to bind; 0 picks a free one. A restarted server keeps its first port.
+    :param on_good_answer: called as ``on_good_answer(endpoint, address)`` (``endpoint`` is
+        :data:`TOKEN_PATH` or :data:`XCH_PATH`) from the handler thread, after a good answer
+        (not a fault, not pushed, not a rejection) has been completely written to the socket.
+        Whether the client then reads it is up to the client.
     """
 
     def __init__(
@@ -280,6 +297,7 @@ class FakeSpacescan:
         variance: bool = True,
         timeout_delay: float = 5.0,
         port: int = 0,
+        on_good_answer: Callable[[str, str], None] | None = None,
     ) -> None:
         unknown = sorted(set(faults) - set(ALL_FAULTS))
         if unknown:
@@ -295,6 +313,7 @@ class FakeSpacescan:
         self.max_requests_per_minute = max_requests_per_minute
         self.variance = variance
         self.timeout_delay = timeout_delay
+        self.on_good_answer = on_good_answer
         self.requests: list[Served] = []
         self._port = port
         self._rng = random.Random(seed)
@@ -383,6 +402,32 @@ class FakeSpacescan:
             raise ValueError("amount must be finite")
         with self._lock:
             self._tokens.setdefault(address, {})[asset_id] = _Token(value, name, symbol)
+
+    def set_balances(
+        self,
+        address: str,
+        xch_mojos: int,
+        tokens: Mapping[str, tuple[str | Decimal, str | None, str | None]],
+    ) -> None:
+        """Replace every balance of ``address`` at once: XCH in mojos, and the complete CAT list
+        as ``{asset_id: (amount in whole tokens, name, symbol)}``.
+
+        Atomic: a concurrent answer sees either the old or the new state, never a mix.
+        """
+        self._check_address(address)
+        if not isinstance(xch_mojos, int) or isinstance(xch_mojos, bool):
+            raise TypeError("xch_mojos must be an int")
+        rows = {}
+        for asset_id, (amount, name, symbol) in tokens.items():
+            if isinstance(amount, float | bool):
+                raise TypeError("amount must be str or Decimal, not float")
+            value = Decimal(amount)
+            if not value.is_finite():
+                raise ValueError("amount must be finite")
+            rows[asset_id] = _Token(value, name, symbol)
+        with self._lock:
+            self._xch[address] = xch_mojos
+            self._tokens[address] = rows
 
     def remove_token(self, address: str, asset_id: str) -> None:
         """Drop a CAT row; raises KeyError if it was never set (a likely test mistake)."""
@@ -486,6 +531,15 @@ class FakeSpacescan:
         if not _valid_address(address):
             return _failed(400, "Invalid address"), None
         return self._good(endpoint, address), None
+
+    def _answered_well(self, path: str) -> None:
+        hook = self.on_good_answer
+        if hook is None:
+            return
+        for endpoint in (TOKEN_PATH, XCH_PATH):
+            if path.startswith(endpoint):
+                hook(endpoint, path[len(endpoint) :])
+                return
 
     def _draw_fault(self) -> str | None:
         if self.fault_rate <= 0:
