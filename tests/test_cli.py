@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import make_address, make_asset
 from sqlalchemy import Engine
 
+from tracker import db
 from tracker.cli import cli
 from tracker.config import WatchedAddress
 from tracker.snapshots import AssetInfo, Observation, SnapshotStore
@@ -152,12 +153,13 @@ def test_db_commands(tmp_path: Path) -> None:
     path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n')
     assert invoke(path, "db", "current")[1].splitlines()[0] == "database: empty"
     code, out, _ = invoke(path, "db", "upgrade")
-    assert (code, out) == (0, "database at revision 0001\n")
+    assert (code, out) == (0, f"database at revision {db.head_revision()}\n")
     code, _, err = invoke(path, "db", "upgrade", "--revision", "nope")
     assert code == 1
     assert err.startswith("tracker: error: ")
     assert "nope" in err
     assert err.count("\n") == 1
+    assert invoke(path, "db", "downgrade", "0001")[1] == "database at revision 0001\n"
     assert invoke(path, "db", "downgrade", "base")[1] == "database at revision base\n"
 
 

@@ -26,16 +26,17 @@ from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker import __version__, db, export, reports
+from tracker import __version__, db, export, reports, retention
 from tracker.clock import SystemClock
 from tracker.config import ConfigError, Settings, WatchedAddress, config_path, load
+from tracker.leases import Leases
 from tracker.lock import DaemonLock, LockError, LockHeld
 from tracker.metrics import Metrics, MetricsServer
 from tracker.notify import WebhookNotifier
 from tracker.output import FORMATS, STREAM_FORMATS, Column, render
 from tracker.poller import Poller, PollSummary
 from tracker.ratelimit import RateBudget, RetryPolicy
-from tracker.scheduler import Daemon
+from tracker.scheduler import Daemon, Job
 from tracker.snapshots import SnapshotStore
 from tracker.spacescan import SpacescanClient
 
@@ -205,8 +206,11 @@ def _setup_logging(app: App) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if app.verbose else logging.INFO)
     if not app.verbose:
-        for noisy in ("apscheduler", "urllib3", "alembic"):
+        for noisy in ("urllib3", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # A poll longer than the interval makes APScheduler warn at every skipped run; the
+        # start-up line already says polls will run back to back, once.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 class Redact(logging.Filter):
@@ -233,6 +237,7 @@ def _poller(
     engine: Engine,
     clock: SystemClock,
     on_response: Callable[[str, str], None] | None = None,
+    budget: RateBudget | None = None,
 ) -> tuple[Poller, SnapshotStore]:
     settings = app.settings
     spacescan = settings.spacescan
@@ -240,7 +245,7 @@ def _poller(
     client = SpacescanClient(
         spacescan.base_url,
         session=session,
-        budget=RateBudget(spacescan.requests_per_minute, clock),
+        budget=budget or RateBudget(spacescan.requests_per_minute, clock),
         clock=clock,
         retry=RetryPolicy(max_attempts=spacescan.max_attempts),
         api_key=spacescan.api_key,
@@ -282,7 +287,8 @@ def run(app: App, wait: bool) -> None:
     _require_addresses(settings)
     clock = SystemClock()
     engine = app.engine(require_schema=False)
-    lock = DaemonLock(settings.database_url, clock=clock)
+    # Shared-mode workers hold the lock together; a single daemon holds it alone.
+    lock = DaemonLock(settings.database_url, clock=clock, shared=settings.workers.mode == "shared")
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         # Until Daemon.run installs its own handlers: ends a --wait at once, and a signal that
@@ -335,19 +341,23 @@ def _run_daemon(app: App, engine: Engine, clock: SystemClock, lock: DaemonLock) 
                 f"{settings.path}: metrics.port: cannot listen on {where}: {exc.strerror}"
             ) from None
         log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.port)
+    budget = RateBudget(spacescan.requests_per_minute, clock)
     poller, store = _poller(
-        app, engine, clock, metrics.observe_request if metrics is not None else None
+        app, engine, clock, metrics.observe_request if metrics is not None else None, budget
     )
+    leases = _leases(app, engine, store, clock, budget)
     notifier = _notifier(app, clock, metrics)
-    after_poll = _after_poll(metrics, notifier)
+    after_poll = _after_poll(metrics, notifier, leases)
     daemon = Daemon(
         poller,
         settings.addresses,
-        settings.interval_seconds,
+        settings.interval_seconds if leases is None else leases.tick_seconds,
         clock,
         before_poll=lock.ensure,
         on_poll=after_poll,
         reload=lambda: _reload_addresses(app),
+        select=None if leases is None else leases.select,
+        jobs=_retention_jobs(app, engine, clock),
     )
     requests_per_poll = len(settings.addresses) * (2 if spacescan.include_xch else 1)
     minimum = requests_per_poll * 60 / spacescan.requests_per_minute
@@ -370,6 +380,8 @@ def _run_daemon(app: App, engine: Engine, clock: SystemClock, lock: DaemonLock) 
             settings.interval_seconds,
         )
     finished = daemon.run()
+    if leases is not None and finished:
+        leases.stop()
     if notifier is not None:
         notifier.stop(drain_seconds=2.0)
     if server is not None:
@@ -377,12 +389,33 @@ def _run_daemon(app: App, engine: Engine, clock: SystemClock, lock: DaemonLock) 
     if not finished:
         # Only a request stuck on the network is left; no write is in progress once the
         # store is frozen, so leaving without joining that thread loses nothing. The lock
-        # goes only after the freeze: never two writers. (The OS would free it anyway.)
+        # (and the leases) go only after the freeze: never two writers. (The OS would free
+        # the lock anyway; leases expire.)
         store.freeze()
+        if leases is not None:
+            leases.stop()
         lock.release()
         logging.shutdown()
         os._exit(EXIT_OK)
     log.info("stopped")
+
+
+RETENTION_EVERY_SECONDS = 86_400
+
+
+def _retention_jobs(app: App, engine: Engine, clock: SystemClock) -> list[Job]:
+    """With ``[retention] keep``: prune once a day, first a day after start, between polls."""
+    policy = app.settings.retention_policy
+    if policy is None:
+        return []
+
+    def prune_once() -> None:
+        # A stop between two of its transactions ends it early; what was done stays consistent.
+        summary = retention.prune(engine, policy, clock.now(), should_stop=lambda: clock.stopped)
+        log.info("retention %s: %s", policy, summary.line())
+
+    log.info("retention %s: pruning once a day", policy)
+    return [Job("retention", RETENTION_EVERY_SECONDS, prune_once)]
 
 
 def _notifier(app: App, clock: SystemClock, metrics: Metrics | None) -> WebhookNotifier | None:
@@ -401,10 +434,34 @@ def _notifier(app: App, clock: SystemClock, metrics: Metrics | None) -> WebhookN
     return notifier.start()
 
 
+def _leases(
+    app: App, engine: Engine, store: SnapshotStore, clock: SystemClock, budget: RateBudget
+) -> Leases | None:
+    """Shared mode: join the workers of this database (the budget is split unless `each`)."""
+    settings = app.settings
+    if settings.workers.mode != "shared":
+        return None
+    leases = Leases(
+        engine,
+        store,
+        clock,
+        interval_seconds=settings.interval_seconds,
+        budget=budget if settings.workers.budget == "split" else None,
+        requests_per_minute=settings.spacescan.requests_per_minute,
+    )
+    try:
+        return leases.start()
+    except SQLAlchemyError as exc:
+        url = db.mask(settings.database_url)
+        raise Failure(app.redact(f"database {url}: {db.describe(exc)}")) from None
+
+
 def _after_poll(
-    metrics: Metrics | None, notifier: WebhookNotifier | None
+    metrics: Metrics | None, notifier: WebhookNotifier | None, leases: Leases | None = None
 ) -> Callable[[PollSummary], None]:
     def after(summary: PollSummary) -> None:
+        if leases is not None:  # first: the other workers wait for these leases
+            leases.done(summary)
         if metrics is not None:
             metrics.observe_poll(summary)
         if notifier is not None:
@@ -595,6 +652,53 @@ def status(app: App, address: str | None, label: str | None, fmt: str) -> None:
     """
     rows = reports.status(app.engine(), reports.Selection(address=address, label=label))
     _print(rows, STATUS_COLUMNS, fmt, "no addresses in the database yet")
+
+
+@cli.command()
+@click.option(
+    "--keep",
+    metavar="POLICY",
+    help=f"Retention policy, e.g. {retention.EXAMPLE} (default: [retention] keep).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+@selection_options(asset=False)
+@click.pass_obj
+@handle_database_errors
+def prune(
+    app: App, keep: str | None, dry_run: bool, address: str | None, label: str | None
+) -> None:
+    """Thin out old snapshots by a retention policy; every remaining delta stays exact.
+
+    POLICY is comma-separated tier:age pairs, finer tiers first. Snapshots younger than the
+    all age are all kept; in an hourly, daily, weekly or monthly tier, the last snapshot of
+    each UTC hour, day, week or month; older than the last age, none (unless it is forever).
+    The first and the latest snapshot of each address are always kept. The deltas between
+    kept snapshots are merged, so reports between kept snapshots do not change. Safe while
+    the daemon runs.
+
+    \b
+    Examples:
+      tracker prune --keep all:7d,hourly:90d,daily:forever --dry-run
+      tracker prune
+    """
+    text = keep if keep is not None else app.settings.retention.keep
+    if text is None:
+        raise UsageFailure(
+            f"no retention policy: give --keep POLICY (e.g. {retention.EXAMPLE}) "
+            f"or set [retention] keep in {app.settings.path}"
+        )
+    try:
+        policy = retention.parse_policy(text)
+    except retention.PolicyError as exc:
+        raise UsageFailure(f"--keep: {exc}") from None
+    selection = reports.Selection(address=address, label=label)
+    try:
+        summary = retention.prune(
+            app.engine(), policy, datetime.now(UTC), selection, dry_run=dry_run
+        )
+    except retention.RetentionError as exc:
+        raise Failure(str(exc)) from None
+    click.echo(summary.line())
 
 
 HISTORY_COLUMNS = (

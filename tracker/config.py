@@ -20,6 +20,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tracker.addresses import AddressError, normalize_address
+from tracker.retention import Policy, parse_policy
 
 DEFAULT_CONFIG = "tracker.toml"
 CONFIG_ENV = "TRACKER_CONFIG"
@@ -104,6 +105,31 @@ class NotificationsSection(_Section):
         return value
 
 
+class RetentionSection(_Section):
+    """Thinning of old snapshots, applied by the daemon once a day; off unless ``keep`` is set."""
+
+    keep: str | None = None
+
+    @field_validator("keep")
+    @classmethod
+    def _policy(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_policy(value)  # a PolicyError is a ValueError: one line naming the bad part
+        return value
+
+
+class WorkersSection(_Section):
+    """One daemon per database (single), or several sharing the address list (shared).
+
+    Shared mode needs PostgreSQL: SQLite allows one writer process, so one daemon, per file.
+    ``budget``: whether ``spacescan.requests_per_minute`` is split between the live workers (one
+    API key or one IP for all of them) or allowed to each worker (a key or an IP per worker).
+    """
+
+    mode: Literal["single", "shared"] = "single"
+    budget: Literal["split", "each"] = "split"
+
+
 class AddressEntry(_Section):
     address: str
     label: str | None = Field(default=None, max_length=200)
@@ -115,6 +141,8 @@ class _File(_Section):
     schedule: ScheduleSection = ScheduleSection()
     metrics: MetricsSection = MetricsSection()
     notifications: NotificationsSection = NotificationsSection()
+    retention: RetentionSection = RetentionSection()
+    workers: WorkersSection = WorkersSection()
     addresses: list[AddressEntry] = Field(default_factory=list)
 
 
@@ -153,6 +181,8 @@ class Settings:
     addresses: tuple[WatchedAddress, ...]
     metrics: MetricsSection = field(default_factory=MetricsSection)
     notifications: NotificationsSection = field(default_factory=NotificationsSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
+    workers: WorkersSection = field(default_factory=WorkersSection)
 
     def __repr__(self) -> str:
         # Neither the database password nor a webhook's token may reach a log line.
@@ -168,6 +198,11 @@ class Settings:
     @property
     def stale_after_seconds(self) -> int:
         return self.metrics.stale_after_seconds or 3 * self.interval_seconds
+
+    @property
+    def retention_policy(self) -> Policy | None:
+        """The ``[retention] keep`` policy (already checked at load), or None when unset."""
+        return parse_policy(self.retention.keep) if self.retention.keep is not None else None
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -211,6 +246,12 @@ def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Setting
     _check_database_url(
         database_url, DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else f"{path}: database.url"
     )
+    if data.workers.mode == "shared" and make_url(database_url).get_backend_name() != "postgresql":
+        where = DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else "database.url"
+        raise ConfigError(
+            f"{path}: workers.mode: 'shared' needs PostgreSQL, but {where} is a SQLite database "
+            "(SQLite allows one daemon per database: use mode = 'single')"
+        )
     return Settings(
         path=path,
         database_url=database_url,
@@ -228,6 +269,8 @@ def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Setting
         addresses=addresses,
         metrics=data.metrics,
         notifications=data.notifications,
+        retention=data.retention,
+        workers=data.workers,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 
@@ -128,12 +129,28 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
+        _one_migration_at_a_time(connection)
         command.upgrade(_alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as connection:
+        _one_migration_at_a_time(connection)
         command.downgrade(_alembic_config(connection), revision)
+
+
+def _one_migration_at_a_time(connection: Connection) -> None:
+    """On PostgreSQL, wait for any other tracker migrating this schema, until commit.
+
+    Workers sharing a database start together and would otherwise race to create the same
+    tables; after the wait, Alembic reads the version the first one committed and does nothing.
+    """
+    if connection.dialect.name != "postgresql":
+        return  # SQLite has one daemon per database, and serialises writers itself
+    schema = connection.exec_driver_sql("SELECT current_schema()").scalar() or ""
+    digest = hashlib.sha256(f"tracker migrations\0{schema}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def ensure_current(engine: Engine) -> bool:

@@ -16,8 +16,9 @@ daemon calls :meth:`DaemonLock.ensure` before each poll: it takes the lock again
 and says "skip this poll" when another daemon got it first. ``tracker poll`` takes no lock (its
 writes are safe next to a daemon's).
 
-This module is deliberately small and seen only through :class:`DaemonLock`: sharing the work
-between several daemons on PostgreSQL will replace it there by per-address leases.
+Several daemons sharing the work on PostgreSQL (``[workers] mode = "shared"``, see
+:mod:`tracker.leases`) take the same lock in *shared* mode: they coexist with each other, but a
+single-mode daemon and shared workers exclude each other, so the two kinds are never mixed.
 """
 
 from __future__ import annotations
@@ -106,14 +107,21 @@ class DaemonLock:
     :param clock: ``acquire(wait=True)`` sleeps on it, so stopping the clock (SIGTERM) ends a
         wait at once.
     :param retry_seconds: how often a waiting ``acquire`` tries again.
+    :param shared: take the PostgreSQL lock in shared mode (workers sharing the address list);
+        ignored elsewhere, since only PostgreSQL can have several daemons.
     """
 
     def __init__(
-        self, url: str | URL, *, clock: Clock, retry_seconds: float = RETRY_SECONDS
+        self,
+        url: str | URL,
+        *,
+        clock: Clock,
+        retry_seconds: float = RETRY_SECONDS,
+        shared: bool = False,
     ) -> None:
         self._clock = clock
         self._retry = retry_seconds
-        self._backend = _backend_for(normalize_url(url), clock)
+        self._backend = _backend_for(normalize_url(url), clock, shared)
         # ensure() runs on the scheduler's thread, acquire()/release() on the main thread.
         self._mutex = threading.Lock()
         self._wanted = False
@@ -225,10 +233,10 @@ class DaemonLock:
         self.release()
 
 
-def _backend_for(url: URL, clock: Clock) -> _Backend:
+def _backend_for(url: URL, clock: Clock, shared: bool = False) -> _Backend:
     backend = url.get_backend_name()
     if backend == "postgresql":
-        return _PostgresLock(url)
+        return _PostgresLock(url, shared=shared)
     if backend == "sqlite":
         path = _sqlite_file(url)
         return _NoLock() if path is None else _FileLock(path, clock)
@@ -338,10 +346,14 @@ class _FileLock:
 
 
 class _PostgresLock:
-    """``pg_try_advisory_lock`` on a connection of its own, which lives as long as the lock."""
+    """``pg_try_advisory_lock`` on a connection of its own, which lives as long as the lock.
 
-    def __init__(self, url: URL) -> None:
+    ``shared``: ``pg_try_advisory_lock_shared``, which any number of shared workers hold at once.
+    """
+
+    def __init__(self, url: URL, *, shared: bool = False) -> None:
         self._url = url
+        self._function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         name = f"tracker run pid={os.getpid()} host={socket.gethostname()}"
         self._connect_args: dict[str, Any] = {
             "application_name": name.encode()[:_APPLICATION_NAME_MAX].decode(errors="ignore")
@@ -376,7 +388,7 @@ class _PostgresLock:
             key = lock_key(schema or "")
             for _ in range(3):
                 got = connection.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+                    text(f"SELECT {self._function}(:key)"), {"key": key}
                 ).scalar()
                 if got:
                     self._connection, self._key = connection, key
@@ -398,7 +410,7 @@ class _PostgresLock:
         """Who holds ``key`` in this database; None if nobody does any more."""
         row = connection.execute(
             text(
-                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start"
+                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, l.mode"
                 " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE l.locktype = 'advisory' AND l.granted"
                 "  AND l.database = (SELECT oid FROM pg_database"
@@ -410,11 +422,12 @@ class _PostgresLock:
         ).first()
         if row is None:
             return None
-        backend_pid, application_name, client, started = row
+        backend_pid, application_name, client, started, mode = row
         since = _iso(started) if started is not None else None
         match = _APPLICATION_NAME.fullmatch(application_name or "")
         if match:
-            return _describe_process(match[1], match[2], since)
+            shared = ", a shared-mode worker" if mode == "ShareLock" else ""
+            return _describe_process(match[1], match[2], since) + shared
         name = f"{application_name!r}" if application_name else "no application_name"
         origin = f" from {client}" if client else ""
         return f"PostgreSQL session pid {backend_pid} ({name}){origin}" + (

@@ -133,3 +133,35 @@ class PollAttempt(Base):
     ok: Mapped[bool]
     error: Mapped[str | None] = mapped_column(Text)
     snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+
+
+class PollLease(Base):
+    """Shared mode: who polls an address in which round (see tracker.leases); PostgreSQL only.
+
+    ``holder`` and ``expires_at`` are set while a worker polls the address; ``claimed_round`` is
+    the round (``floor(epoch / interval_seconds)`` on the database clock) it was last claimed in.
+    """
+
+    __tablename__ = "poll_leases"
+
+    address_id: Mapped[int] = mapped_column(
+        ForeignKey("addresses.id", ondelete="CASCADE"), primary_key=True
+    )
+    holder: Mapped[str | None] = mapped_column(String(200))
+    claimed_round: Mapped[int | None] = mapped_column(BigInteger)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    polled_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class PollWorker(Base):
+    """Shared mode: the workers, with a heartbeat; those seen lately share the list and budget."""
+
+    __tablename__ = "poll_workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

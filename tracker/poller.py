@@ -27,6 +27,8 @@ from tracker.spacescan import CAT_DECIMALS, XCH_DECIMALS, SpacescanClient, Space
 log = logging.getLogger(__name__)
 
 XCH_INFO = AssetInfo(XCH_ASSET_ID, None, "Chia", "XCH", XCH_DECIMALS)
+CANCELLED = "cancelled: stopping"
+"""The error of a fetch cut short by a stop: not the address's fault (shared mode re-polls it)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Poller:
         except SpacescanError as exc:
             return _Fetched(entry, started_at, self._clock.now(), None, str(exc))
         except Cancelled:
-            return _Fetched(entry, started_at, self._clock.now(), None, "cancelled: stopping")
+            return _Fetched(entry, started_at, self._clock.now(), None, CANCELLED)
         except Exception as exc:  # a bug must cost one address one poll, not the daemon
             log.debug("unexpected error polling %s", entry.address, exc_info=True)
             error = f"internal error: {type(exc).__name__}: {exc}"

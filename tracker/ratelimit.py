@@ -37,6 +37,13 @@ class RateBudget:
             self._next = slot + self.interval
         self._clock.sleep(slot - now)
 
+    def set_requests_per_minute(self, requests_per_minute: float) -> None:
+        """Change the pace of the requests not yet reserved (a shared budget was split anew)."""
+        if requests_per_minute <= 0:
+            raise ValueError("requests_per_minute must be positive")
+        with self._lock:
+            self.interval = 60.0 / requests_per_minute
+
     def pause(self, seconds: float) -> None:
         """No request may start for ``seconds`` from now (a server-side rate limit was hit)."""
         with self._lock:

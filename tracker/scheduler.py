@@ -40,13 +40,17 @@ class Job:
 
 
 class Daemon:
-    """Runs ``poller`` every ``interval_seconds``, the first poll at once, never two at a time."""
+    """Runs ``poller`` every ``interval_seconds``, the first poll at once, never two at a time.
+
+    With ``select`` (several workers sharing the list), ``interval_seconds`` is how often this
+    worker looks for its share, and a look that finds nothing polls nothing and logs nothing.
+    """
 
     def __init__(
         self,
         poller: Poller,
         addresses: Sequence[WatchedAddress],
-        interval_seconds: int,
+        interval_seconds: float,
         clock: SystemClock,
         *,
         on_poll: Callable[[PollSummary], None] | None = None,
@@ -94,17 +98,25 @@ class Daemon:
             name="poll every address",
         )
         for job in self._jobs:
+            # APScheduler adds a job with next_run_time=None as *paused* (it would never run):
+            # without at_start, leave it out so the first run comes one interval after start.
+            first = {"next_run_time": self._clock.now()} if job.at_start else {}
             scheduler.add_job(
                 self._guarded(job),
                 "interval",
                 seconds=job.every_seconds,
-                next_run_time=self._clock.now() if job.at_start else None,
                 id=job.name,
                 name=job.name,
+                **first,
             )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
         if self._reload is not None:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        # A worker looks for its share more often than a poll lasts: a look that comes while
+        # the poll runs is skipped, which is normal and not worth a warning every time.
+        quiet = _SkippedWhileBusy() if self._select is not None else None
+        if quiet is not None:
+            logging.getLogger("apscheduler.scheduler").addFilter(quiet)
         scheduler.start()
         try:
             # A stopped clock also ends the daemon: a signal may have come before run().
@@ -113,6 +125,8 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if quiet is not None:
+                logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
             log.info("stopping")
             self._clock.stop()
             scheduler.shutdown(wait=False)
@@ -173,6 +187,8 @@ class Daemon:
             addresses = self._addresses
             if self._select is not None:
                 addresses = tuple(self._select(addresses))
+                if not addresses:
+                    return
             summary = self._poller.poll(addresses)
         except Cancelled:
             log.info("poll cancelled")
@@ -202,3 +218,10 @@ class Daemon:
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _SkippedWhileBusy(logging.Filter):
+    """Drops APScheduler's "skipped: maximum number of running instances reached"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)

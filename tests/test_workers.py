@@ -1,0 +1,120 @@
+"""Three real `tracker run` workers sharing 300 addresses on PostgreSQL, against the fake API.
+
+Rounds are windows of ``interval_seconds`` on the database clock, which is this machine's clock
+(``Served.wall``), so the fake's request log says exactly which address was polled in which round.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import make_address
+from fakeapi import TOKEN_PATH, FakeSpacescan
+from test_e2e import API_KEY, query
+from test_lock import Run
+
+INTERVAL = 4
+ADDRESSES = [make_address(1000 + n) for n in range(300)]
+POLLED = re.compile(r"poll finished: (\d+) of (\d+) addresses ok")
+
+
+def write_shared_config(path: Path, api_url: str, db_url: str) -> Path:
+    lines = [
+        "[database]",
+        f'url = "{db_url}"',
+        "[spacescan]",
+        f'base_url = "{api_url}"',
+        "requests_per_minute = 100000",  # split: a third each while three are alive
+        "concurrency = 8",
+        "timeout_seconds = 5",
+        "max_attempts = 2",
+        "[schedule]",
+        f"interval_seconds = {INTERVAL}",
+        "[workers]",
+        'mode = "shared"',
+    ]
+    for address in ADDRESSES:
+        lines += ["[[addresses]]", f'address = "{address}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def window(at: float) -> int:
+    return int(at // INTERVAL)
+
+
+def wait_until_window(k: int, margin: float = 0.0) -> None:
+    """Sleep until window ``k`` has begun (plus ``margin`` seconds)."""
+    time.sleep(max(0.0, k * INTERVAL + margin - time.time()))
+
+
+def polls(api: FakeSpacescan, k: int) -> Counter[str]:
+    """How often each address was polled in window ``k`` (one token request per poll)."""
+    return Counter(
+        s.path[len(TOKEN_PATH) :]
+        for s in list(api.requests)
+        if s.path.startswith(TOKEN_PATH) and window(s.wall) == k
+    )
+
+
+def assert_each_polled_once(api: FakeSpacescan, k: int) -> None:
+    seen = polls(api, k)
+    twice = sorted(address for address, n in seen.items() if n > 1)
+    skipped = sorted(set(ADDRESSES) - set(seen))
+    assert not twice, f"window {k}: {len(twice)} addresses polled more than once"
+    assert not skipped, f"window {k}: {len(skipped)} addresses not polled"
+
+
+def polled_by(run: Run, since: int) -> int:
+    """Addresses polled by this worker after the first ``since`` characters of its log."""
+    return sum(int(match[1]) for match in POLLED.finditer(run.output()[since:]))
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_three_workers_share_the_list_and_take_over_a_killed_ones_share(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with FakeSpacescan(api_key=API_KEY) as api:
+        config = write_shared_config(tmp_path / "tracker.toml", api.url, pg_url)
+        with Run(config) as a, Run(config) as b, Run(config) as c:
+            workers = (a, b, c)
+            for run in workers:
+                assert run.wait_for("3 workers share the address list"), run.output()
+            # One round to settle (the first claims happened before everyone had joined).
+            first = window(time.time()) + 2
+            wait_until_window(first)
+            marks = [len(run.output()) for run in workers]
+            wait_until_window(first + 2, margin=0.5)
+            for k in (first, first + 1):
+                assert_each_polled_once(api, k)
+            shares = [polled_by(run, mark) for run, mark in zip(workers, marks, strict=True)]
+            assert all(share >= 50 for share in shares), shares  # about 100 each per round
+
+            # Killed after its poll of a round: its share is polled by the others in the next.
+            killed = window(time.time()) + 1
+            wait_until_window(killed, margin=INTERVAL * 0.6)
+            c.process.send_signal(signal.SIGKILL)
+            c.process.wait(10)
+            marks = [len(run.output()) for run in (a, b)]
+            wait_until_window(killed + 4, margin=0.5)
+            for k in range(killed, killed + 4):
+                assert_each_polled_once(api, k)
+            assert all(polled_by(run, mark) > 0 for run, mark in zip((a, b), marks, strict=True))
+            for run in (a, b):
+                assert "2 workers share the address list" in run.output(), run.output()
+
+            for run in (a, b):
+                assert run.terminate() < 10
+                assert run.process.returncode == 0, run.output()
+        for run in (a, b):
+            assert "Traceback" not in run.output()
+            assert " ERROR " not in run.output()
+    # The workers that stopped cleanly left; the killed one is still listed until forgotten.
+    assert query(pg_url, "SELECT count(*) FROM poll_workers") == [(1,)]
+    assert query(pg_url, "SELECT count(*) FROM poll_leases WHERE holder IS NOT NULL") == [(0,)]
