@@ -22,8 +22,8 @@ run: install
 	$(BIN)/tracker --config $(CONFIG) run
 
 lint: install
-	$(BIN)/ruff check tracker tests migrations
-	$(BIN)/ruff format --check tracker tests migrations
+	$(BIN)/ruff check tracker tests migrations bench bench/run bench/soak
+	$(BIN)/ruff format --check tracker tests migrations bench bench/run bench/soak
 	$(BIN)/mypy
 
 test: lint

@@ -56,3 +56,46 @@ def test_a_database_from_a_newer_tracker_is_refused(db_url: str) -> None:
             db.ensure_current(engine)
     finally:
         engine.dispose()
+
+
+def test_upgrading_copies_each_deltas_address_and_time_from_its_snapshot(db_url: str) -> None:
+    """0003 fills the new delta columns of an existing history; the view reads as before."""
+    from datetime import UTC, datetime, timedelta
+
+    from conftest import make_address
+    from sqlalchemy import text
+
+    from tracker.config import WatchedAddress
+    from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+
+    engine = db.create(db_url)
+    try:
+        db.upgrade(engine)
+        store = SnapshotStore(engine)
+        who = [make_address(1), make_address(2)]
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        store.sync_addresses([WatchedAddress(a, None) for a in who], t0)
+        info = {"xch": AssetInfo("xch", None, "Chia", "XCH", 12)}
+        for n in range(3):
+            for k, address in enumerate(who):
+                at = t0 + timedelta(hours=n, seconds=k)
+                store.record_success(Observation(address, at, at, {"xch": 10 * n + k}, info))
+        view = (
+            "SELECT address, taken_at, previous_taken_at, delta FROM balance_changes ORDER BY 1, 2"
+        )
+        with engine.connect() as connection:
+            before = connection.execute(text(view)).all()
+        db.downgrade(engine, "0002")
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text(view)).all() == before
+            copied = connection.execute(
+                text(
+                    "SELECT count(*) FROM deltas d JOIN snapshots s ON s.id = d.snapshot_id"
+                    " WHERE d.address_id = s.address_id AND d.taken_at = s.taken_at"
+                )
+            ).scalar()
+        assert len(before) == 4
+        assert copied == 4
+    finally:
+        engine.dispose()

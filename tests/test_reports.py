@@ -275,3 +275,9 @@ def test_status_shows_failures_since_the_last_success(months: Engine) -> None:
     assert rows[FUND_B].consecutive_failures == 1
     assert rows[FUND_B].last_error == "HTTP 503 (after 4 attempts)"
     assert rows[FUND_B].last_attempt == day("2026-03-11")
+
+
+def test_units_stay_exact_beyond_the_default_decimal_precision() -> None:
+    # A portfolio total of many large balances can pass 28 significant digits.
+    assert str(reports.units(10**40 + 1, 12)) == "10000000000000000000000000000.000000000001"
+    assert str(reports.units(-(10**30) - 1, 3)) == "-1000000000000000000000000000.001"

@@ -296,3 +296,51 @@ def test_sqlite_locked_by_another_writer_is_retried(tmp_path: Path) -> None:
         other.close()
     assert count(engine, Snapshot) == 1
     engine.dispose()
+
+
+def test_polls_ready_together_are_committed_together(store: SnapshotStore, engine: Engine) -> None:
+    commits: list[object] = []
+    event.listen(engine, "commit", commits.append)
+    outcomes = store.record_many(
+        [observe(T0, {"xch": 5, CAT_A: 1}), observe(T0, {"xch": 7}, address=OTHER)]
+    )
+    assert len(commits) == 1
+    assert [o.baseline for o in outcomes if not isinstance(o, Exception)] == [True, True]
+    later = T0 + timedelta(minutes=5)
+    outcomes = store.record_many(
+        [observe(later, {"xch": 6}), observe(later, {"xch": 7, CAT_B: 2}, address=OTHER)]
+    )
+    assert [
+        sorted((d.asset, d.delta_mojos) for d in o.deltas)
+        for o in outcomes
+        if not isinstance(o, Exception)
+    ] == [sorted([(CAT_A, -1), ("xch", 1)]), [(CAT_B, 2)]]
+    assert count(engine, Snapshot) == 4
+    assert count(engine, PollAttempt) == 4
+    # Deltas carry their snapshot's address and time (the index reports read them by).
+    with engine.connect() as connection:
+        mismatched = connection.execute(
+            select(func.count())
+            .select_from(Delta)
+            .join(Snapshot, Snapshot.id == Delta.snapshot_id)
+            .where(
+                (Delta.address_id != Snapshot.address_id) | (Delta.taken_at != Snapshot.taken_at)
+            )
+        ).scalar_one()
+    assert count(engine, Delta) == 3
+    assert mismatched == 0
+
+
+def test_a_refused_poll_in_a_batch_costs_the_others_nothing(
+    store: SnapshotStore, engine: Engine
+) -> None:
+    store.record_success(observe(T0 + timedelta(hours=1), {"xch": 1}))
+    outcomes = store.record_many(
+        [observe(T0, {"xch": 2}), observe(T0, {"xch": 3}, address=OTHER)]  # the first is too old
+    )
+    assert isinstance(outcomes[0], StoreError)
+    assert "already stored" in str(outcomes[0])
+    assert not isinstance(outcomes[1], Exception)
+    assert outcomes[1].baseline
+    assert count(engine, Snapshot) == 2
+    assert deltas(engine) == []

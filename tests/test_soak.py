@@ -330,7 +330,11 @@ CORRUPTIONS = {
         "balance row without its snapshot",
     ),
     "a delta without its snapshot": (
-        ["INSERT INTO deltas VALUES (999, 1, 1, 0, 5, 5)"],
+        [
+            "INSERT INTO deltas (snapshot_id, asset_id, previous_snapshot_id, address_id,"
+            " taken_at, previous_balance_mojos, balance_mojos, delta_mojos)"
+            " VALUES (999, 1, 1, 1, '2026-11-24 13:00:00.000000', 0, 5, 5)"
+        ],
         "delta without its snapshot",
     ),
     "a half-written snapshot": (

@@ -108,13 +108,21 @@ class Delta(Base):
     """A change of one asset between two consecutive successful snapshots of an address."""
 
     __tablename__ = "deltas"
-    __table_args__ = (Index(None, "asset_id"),)
+    # Reports sum the deltas of an address in a window: a range of this index over the changes
+    # alone (covering what they sum), not a walk through every mostly unchanged snapshot.
+    __table_args__ = (
+        Index(None, "asset_id"),
+        Index(None, "address_id", "taken_at", "asset_id", "delta_mojos"),
+    )
 
     snapshot_id: Mapped[int] = mapped_column(
         ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
     )
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), primary_key=True)
     previous_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    # Copies of the snapshot's address and time, written with it and never changed.
+    address_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
     previous_balance_mojos: Mapped[int] = mapped_column(BigInteger)
     balance_mojos: Mapped[int] = mapped_column(BigInteger)
     delta_mojos: Mapped[int] = mapped_column(BigInteger)

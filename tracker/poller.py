@@ -1,15 +1,17 @@
-"""One poll cycle: fetch every address concurrently, store each outcome as it arrives.
+"""One poll cycle: fetch every address concurrently, store the outcomes as they arrive.
 
 Fetching happens on a small thread pool (the rate budget, not the pool, sets the pace); writing
-happens on the calling thread only, one address at a time, so SQLite never sees two writers
-from this process and a snapshot is never written by a thread that is being torn down.
+happens on the calling thread only, so SQLite never sees two writers from this process and a
+snapshot is never written by a thread that is being torn down. What arrived while the last
+write ran is written next, in one transaction: when storing cannot keep up with fetching, the
+batches grow and the commits (a flush to disk each) stay few.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,7 +23,7 @@ from tracker.config import WatchedAddress
 from tracker.db import describe
 from tracker.deltas import AssetDelta
 from tracker.models import XCH_ASSET_ID
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoreError
+from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoredSnapshot, StoreError
 from tracker.spacescan import CAT_DECIMALS, XCH_DECIMALS, SpacescanClient, SpacescanError
 
 log = logging.getLogger(__name__)
@@ -103,11 +105,14 @@ class Poller:
         results = []
         workers = max(1, min(self._concurrency, len(addresses)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            futures: list[Future[_Fetched]] = [
-                pool.submit(self._fetch, entry) for entry in addresses
-            ]
-            for future in as_completed(futures):
-                results.append(self._store_one(future.result()))
+            order: dict[Future[_Fetched], int] = {
+                pool.submit(self._fetch, entry): n for n, entry in enumerate(addresses)
+            }
+            pending = set(order)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                ready = sorted(done, key=order.__getitem__)
+                results.extend(self._store_all([future.result() for future in ready]))
         return PollSummary(tuple(results), self._clock.monotonic() - started)
 
     def _fetch(self, entry: WatchedAddress) -> _Fetched:
@@ -136,23 +141,36 @@ class Poller:
         observation = Observation(entry.address, started_at, taken_at, amounts, assets)
         return _Fetched(entry, started_at, taken_at, observation, None)
 
-    def _store_one(self, fetched: _Fetched) -> AddressResult:
+    def _store_all(self, fetched: Sequence[_Fetched]) -> list[AddressResult]:
+        """Store what arrived together: the good polls in one batch, the failures each alone."""
+        good = [(item, item.observation) for item in fetched if item.observation is not None]
+        outcomes = self._store.record_many([observation for _, observation in good])
+        stored = {id(item): outcome for (item, _), outcome in zip(good, outcomes, strict=True)}
+        return [
+            self._stored(item, stored[id(item)]) if id(item) in stored else self._failed(item)
+            for item in fetched
+        ]
+
+    def _failed(self, fetched: _Fetched) -> AddressResult:
         entry = fetched.entry
-        if fetched.observation is None:
-            error = fetched.error or "unknown error"
-            log.warning("%s%s: poll failed: %s", entry.address, _label(entry), error)
-            try:
-                self._store.record_failure(
-                    entry.address, fetched.started_at, fetched.finished_at, error
-                )
-            except SQLAlchemyError as exc:
-                log.error("%s: could not record the failed poll: %s", entry.address, describe(exc))
-                return AddressResult(entry.address, entry.label, False, error, stored=False)
-            return AddressResult(entry.address, entry.label, False, error)
+        error = fetched.error or "unknown error"
+        log.warning("%s%s: poll failed: %s", entry.address, _label(entry), error)
         try:
-            stored = self._store.record_success(fetched.observation)
-        except (SQLAlchemyError, StoreError) as exc:
-            error = f"not stored: {describe(exc)}"
+            self._store.record_failure(
+                entry.address, fetched.started_at, fetched.finished_at, error
+            )
+        except SQLAlchemyError as exc:
+            log.error("%s: could not record the failed poll: %s", entry.address, describe(exc))
+            return AddressResult(entry.address, entry.label, False, error, stored=False)
+        return AddressResult(entry.address, entry.label, False, error)
+
+    def _stored(
+        self, fetched: _Fetched, outcome: StoredSnapshot | StoreError | SQLAlchemyError
+    ) -> AddressResult:
+        entry = fetched.entry
+        stored = outcome
+        if not isinstance(stored, StoredSnapshot):
+            error = f"not stored: {describe(stored)}"
             log.error("%s%s: %s", entry.address, _label(entry), error)
             try:  # the database may be down: then nothing can record it, the log line must do
                 self._store.record_failure(

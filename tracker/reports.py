@@ -12,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Literal
+from decimal import MAX_PREC, Context, Decimal
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select
 
 from tracker.models import (
     XCH_ASSET_ID,
@@ -39,9 +39,16 @@ class AddressNeeded(ReportError):
     """A query about one address was not told which, and the database holds several."""
 
 
+_EXACT = Context(prec=MAX_PREC)
+
+
 def units(mojos: int, decimals: int) -> Decimal:
-    """Exact token units with every decimal shown: 1500 CAT mojos -> Decimal('1.500')."""
-    return Decimal(mojos).scaleb(-decimals)
+    """Exact token units with every decimal shown: 1500 CAT mojos -> Decimal('1.500').
+
+    ``scaleb`` rounds to its context's precision (28 digits by default, which a portfolio total
+    can exceed), so it gets one that never rounds.
+    """
+    return Decimal(mojos).scaleb(-decimals, _EXACT)
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,14 @@ class BalanceRow:
     balance: Decimal
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReportRow:
-    """One address (or the total, address None) and asset over one window or period."""
+    """One address (or the total, address None) and asset over one window or period.
+
+    Not frozen: a year of monthly rows for 100 addresses is 24,000 of them, and a frozen
+    dataclass's ``__init__`` (``object.__setattr__`` per field) is five times slower. Nothing
+    changes a row once built (totals are new rows, made with ``replace``).
+    """
 
     address: str | None
     label: str | None
@@ -150,40 +162,30 @@ def balances(
     with engine.connect() as connection:
         addresses = resolve_addresses(connection, selection)
         only = _asset(connection, selection)
-        snaps = {
-            snap.id: address
-            for address in addresses
-            if (snap := _snapshot_at(connection, address.id, at)) is not None
-        }
+        found = _snapshots_at(connection, addresses, at)
+        snaps = {found[address.id].id: address for address in addresses if address.id in found}
         if not snaps:
             return []
-        query = (
-            select(
-                SnapshotBalance.snapshot_id,
-                Snapshot.taken_at,
-                SnapshotBalance.asset_id,
-                SnapshotBalance.balance_mojos,
+        taken = {snap.id: snap.taken_at for snap in found.values()}
+        held = _balances_of(connection, list(snaps), only)
+        assets = _assets(connection, {pk for mojos in held.values() for pk in mojos})
+    result = []
+    for snapshot_id, mojos_by_asset in held.items():
+        who = snaps[snapshot_id]
+        for pk, mojos in mojos_by_asset.items():
+            ref = assets[pk]
+            result.append(
+                BalanceRow(
+                    who.address,
+                    who.label,
+                    ref.asset_id,
+                    ref.symbol,
+                    ref.name,
+                    taken[snapshot_id],
+                    mojos,
+                    units(mojos, ref.decimals),
+                )
             )
-            .join(Snapshot, Snapshot.id == SnapshotBalance.snapshot_id)
-            .where(SnapshotBalance.snapshot_id.in_(snaps))
-        )
-        if only is not None:
-            query = query.where(SnapshotBalance.asset_id == only.id)
-        rows = connection.execute(query).all()
-        assets = _assets(connection, {row.asset_id for row in rows})
-    result = [
-        BalanceRow(
-            snaps[row.snapshot_id].address,
-            snaps[row.snapshot_id].label,
-            assets[row.asset_id].asset_id,
-            assets[row.asset_id].symbol,
-            assets[row.asset_id].name,
-            row.taken_at,
-            row.balance_mojos,
-            units(row.balance_mojos, assets[row.asset_id].decimals),
-        )
-        for row in rows
-    ]
     return sorted(result, key=lambda r: (r.address, _asset_key(r.asset_id, r.symbol)))
 
 
@@ -271,14 +273,13 @@ def balance_series(
         start = (_snapshot_at(connection, who.id, since) if since is not None else None) or first
         held = _snapshot_balances(connection, start.id)
         query = (
-            select(Snapshot.taken_at, Delta.asset_id, Delta.balance_mojos)
-            .join(Snapshot, Snapshot.id == Delta.snapshot_id)
+            select(Delta.taken_at, Delta.asset_id, Delta.balance_mojos)
             .where(
-                Snapshot.address_id == who.id,
-                Snapshot.taken_at > start.taken_at,
-                Snapshot.taken_at <= end.taken_at,
+                Delta.address_id == who.id,
+                Delta.taken_at > start.taken_at,
+                Delta.taken_at <= end.taken_at,
             )
-            .order_by(Snapshot.taken_at)
+            .order_by(Delta.taken_at)
         )
         if only is not None:
             query = query.where(Delta.asset_id == only.id)
@@ -322,8 +323,30 @@ def change_report(
     rows: list[ReportRow] = []
     with engine.connect() as connection:
         only = _asset(connection, selection)
-        for address in resolve_addresses(connection, selection):
-            rows.extend(_report_address(connection, address, since, until, period, only))
+        addresses = resolve_addresses(connection, selection)
+        windows = _windows(connection, addresses, since, until)
+        starts = _balances_of(connection, [start.id for start, _ in windows.values()], only)
+        changes = _changes_in(connection, windows, only, period)
+        assets = _assets(
+            connection,
+            {pk for held in starts.values() for pk in held}
+            | {pk for found in changes.values() for _, pk, _, _ in found},
+        )
+    for address in addresses:
+        if address.id not in windows:
+            continue
+        start, end = windows[address.id]
+        if period is None:
+            buckets: list[tuple[str | None, datetime, datetime]] = [
+                (None, start.taken_at, end.taken_at)
+            ]
+        else:
+            # Periods cover what is known: from the window's start, or the first snapshot when
+            # the history begins later, to the window's end (or the last snapshot).
+            first = max(since, start.taken_at) if since is not None else start.taken_at
+            buckets = _buckets(first, until or end.taken_at, period)
+        held = starts.get(start.id, {})
+        rows.extend(_bucket_rows(address, buckets, held, changes.get(address.id, []), assets))
     if total:
         rows = _totals(rows)
     return rows
@@ -422,50 +445,100 @@ def period_name(start: datetime, period: Period) -> str:
     return start.strftime("%Y-%m")
 
 
-def _report_address(
+def _windows(
     connection: Connection,
-    address: AddressRef,
+    addresses: Sequence[AddressRef],
     since: datetime | None,
     until: datetime | None,
-    period: Period | None,
+) -> dict[int, tuple[_Snap, _Snap]]:
+    """Each address's start and end snapshot for a window (none: no snapshot inside it).
+
+    The start is the last snapshot at or before ``since``, else the first after it (history
+    begins inside the window); the end is the last snapshot at or before ``until``.
+    """
+    ends = _snapshots_at(connection, addresses, until)
+    inside = [address for address in addresses if address.id in ends]
+    starts = _snapshots_at(connection, inside, since) if since is not None else {}
+    later = [address for address in inside if address.id not in starts]
+    starts.update(_first_snapshots(connection, later, since))
+    return {
+        address.id: (starts[address.id], ends[address.id])
+        for address in inside
+        if address.id in starts and starts[address.id].taken_at <= ends[address.id].taken_at
+    }
+
+
+def _balances_of(
+    connection: Connection, snapshot_ids: Sequence[int], only: AssetRef | None
+) -> dict[int, dict[int, int]]:
+    """The balances of some snapshots: snapshot id -> asset pk -> mojos."""
+    held: dict[int, dict[int, int]] = defaultdict(dict)
+    if not snapshot_ids:
+        return held
+    query = select(
+        SnapshotBalance.snapshot_id, SnapshotBalance.asset_id, SnapshotBalance.balance_mojos
+    ).where(SnapshotBalance.snapshot_id.in_(snapshot_ids))
+    if only is not None:
+        query = query.where(SnapshotBalance.asset_id == only.id)
+    for snapshot_id, asset, mojos in connection.execute(query):
+        held[snapshot_id][asset] = mojos
+    return held
+
+
+def _changes_in(
+    connection: Connection,
+    windows: dict[int, tuple[_Snap, _Snap]],
     only: AssetRef | None,
-) -> list[ReportRow]:
-    end = _snapshot_at(connection, address.id, until)
-    if end is None:
-        return []
-    start = _snapshot_at(connection, address.id, since) if since is not None else None
-    if start is None:
-        start = _first_snapshot(connection, address.id, since)
-        if start is None or start.taken_at > end.taken_at:
-            return []
-    balances = _snapshot_balances(connection, start.id)
-    query = (
-        select(Snapshot.taken_at, Delta.asset_id, Delta.delta_mojos)
-        .join(Snapshot, Snapshot.id == Delta.snapshot_id)
-        .where(
-            Snapshot.address_id == address.id,
-            Snapshot.taken_at > start.taken_at,
-            Snapshot.taken_at <= end.taken_at,
+    period: Period | None,
+) -> dict[int, list[tuple[datetime | None, int, int, int]]]:
+    """Per address, its deltas after its start snapshot up to its end one, summed by asset and
+    period (the period's start, or None without periods): (period, asset, sum, count).
+
+    The database sums them: one range scan of the deltas' ``(address_id, taken_at)`` index per
+    address, and rows out in proportion to assets x periods rather than to changes. So the cost
+    follows the changes in the window, whatever the number of snapshots.
+    """
+    key = _period_start_sql(connection, period) if period is not None else None
+    starts: dict[object, datetime] = {}  # the same few periods come back for every address
+    found: dict[int, list[tuple[datetime | None, int, int, int]]] = {}
+    for address_id, (start, end) in windows.items():
+        columns = [Delta.asset_id, func.sum(Delta.delta_mojos), func.count()]
+        query = select(*columns, *([key] if key is not None else [])).where(
+            Delta.address_id == address_id,
+            Delta.taken_at > start.taken_at,
+            Delta.taken_at <= end.taken_at,
         )
-        .order_by(Snapshot.taken_at)
-    )
-    if only is not None:
-        query = query.where(Delta.asset_id == only.id)
-        balances = {pk: mojos for pk, mojos in balances.items() if pk == only.id}
-    deltas = [(row.taken_at, row.asset_id, row.delta_mojos) for row in connection.execute(query)]
-    buckets: list[tuple[str | None, datetime, datetime]]
-    if period is None:
-        buckets = [(None, start.taken_at, end.taken_at)]
-    else:
-        # Periods cover what is known: from the window's start, or the first snapshot when the
-        # history begins later, to the window's end (or the last snapshot).
-        first = max(since, start.taken_at) if since is not None else start.taken_at
-        buckets = _buckets(first, until or end.taken_at, period)
-    assets = _assets(connection, set(balances) | {asset for _, asset, _ in deltas})
-    rows = _bucket_rows(address, buckets, balances, deltas, assets)
-    if only is not None:
-        rows = [row for row in rows if row.asset_id == only.asset_id]
-    return rows
+        if only is not None:
+            query = query.where(Delta.asset_id == only.id)
+        query = query.group_by(Delta.asset_id, *([key] if key is not None else []))
+        rows: Sequence[Any] = connection.execute(query).all()
+        found[address_id] = [
+            (_period_key(row[3], starts) if key is not None else None, row[0], int(row[1]), row[2])
+            for row in rows
+        ]
+    return found
+
+
+def _period_start_sql(connection: Connection, period: Period) -> ColumnElement[Any]:
+    """SQL for the UTC start of the day, ISO week (Monday) or month of a delta's time."""
+    if connection.dialect.name == "postgresql":
+        return func.date_trunc(period, func.timezone("UTC", Delta.taken_at))
+    # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS...'. 'weekday 0' moves on to the coming
+    # Sunday (or stays on one), and six days back from it is that ISO week's Monday.
+    if period == "day":
+        return func.date(Delta.taken_at)
+    if period == "week":
+        return func.date(Delta.taken_at, "weekday 0", "-6 days")
+    return func.strftime("%Y-%m-01", Delta.taken_at)
+
+
+def _period_key(value: datetime | str, known: dict[object, datetime]) -> datetime:
+    """A period start as the database gave it (PostgreSQL: naive UTC; SQLite: text), in UTC."""
+    moment = known.get(value)
+    if moment is None:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+        moment = known[value] = parsed.replace(tzinfo=UTC)
+    return moment
 
 
 def _buckets(
@@ -484,34 +557,37 @@ def _bucket_rows(
     address: AddressRef,
     buckets: Sequence[tuple[str | None, datetime, datetime]],
     balances: dict[int, int],
-    deltas: Sequence[tuple[datetime, int, int]],
+    changes: Sequence[tuple[datetime | None, int, int, int]],
     assets: dict[int, AssetRef],
 ) -> list[ReportRow]:
-    """Walk the deltas once, cutting them into buckets; an empty bucket is "no change"."""
-    running = dict(balances)
-    rows: list[ReportRow] = []
-    index = 0
+    """Roll the start balances forward through the buckets; an empty bucket is "no change"."""
     single = len(buckets) == 1 and buckets[0][0] is None
+    by_period: dict[datetime | None, list[tuple[int, int, int]]] = defaultdict(list)
+    running = dict(balances)
+    for key, asset, total, count in changes:
+        if not single and key is not None and key < buckets[0][1]:
+            # Between the start snapshot and the first period: part of the start balance.
+            running[asset] = running.get(asset, 0) + total
+        else:
+            by_period[None if single else key].append((asset, total, count))
+    order = sorted(
+        set(running) | {asset for _, asset, _, _ in changes},
+        key=lambda pk: _asset_key(assets[pk].asset_id, assets[pk].symbol),
+    )
+    rows: list[ReportRow] = []
     for name, begin, end in buckets:
-        while not single and index < len(deltas) and deltas[index][0] < begin:
-            _, asset, delta = deltas[index]  # between the start snapshot and the first period
-            running[asset] = running.get(asset, 0) + delta
-            index += 1
         at_start = dict(running)
         counts: dict[int, int] = defaultdict(int)
-        while index < len(deltas) and (single or deltas[index][0] < end):
-            _, asset, delta = deltas[index]
-            counts[asset] += 1
-            running[asset] = running.get(asset, 0) + delta
-            index += 1
-        for asset in sorted(
-            set(at_start) | set(running) | set(counts),
-            key=lambda pk: _asset_key(assets[pk].asset_id, assets[pk].symbol),
-        ):
+        for asset, total, count in by_period.get(None if single else begin, ()):
+            counts[asset] += count
+            running[asset] = running.get(asset, 0) + total
+        for asset in order:
             before, after = at_start.get(asset, 0), running.get(asset, 0)
             if not single and not (before or after or counts[asset]):
                 continue
             ref = assets[asset]
+            start_balance = units(before, ref.decimals)
+            end_balance = start_balance if after == before else units(after, ref.decimals)
             rows.append(
                 ReportRow(
                     address=address.address,
@@ -521,8 +597,8 @@ def _bucket_rows(
                     period=name,
                     start_at=begin,
                     end_at=end,
-                    start_balance=units(before, ref.decimals),
-                    end_balance=units(after, ref.decimals),
+                    start_balance=start_balance,
+                    end_balance=end_balance,
                     change=units(after - before, ref.decimals),
                     changes=counts[asset],
                     start_balance_mojos=before,
@@ -607,6 +683,45 @@ def _one_address(connection: Connection, address: str | None) -> AddressRef:
 
 def _asset(connection: Connection, selection: Selection) -> AssetRef | None:
     return resolve_asset(connection, selection.asset) if selection.asset is not None else None
+
+
+def _snapshots_at(
+    connection: Connection, addresses: Sequence[AddressRef], moment: datetime | None
+) -> dict[int, _Snap]:
+    """Each address's last snapshot at or before ``moment`` (the latest without), in one query.
+
+    A correlated subquery per address, each a backwards step of the ``(address_id,
+    taken_at)`` index: the cost is one index probe per address, whatever the history's length.
+    """
+    return _snapshots_by(connection, addresses, moment, last=True)
+
+
+def _first_snapshots(
+    connection: Connection, addresses: Sequence[AddressRef], moment: datetime | None
+) -> dict[int, _Snap]:
+    """Each address's first snapshot at or after ``moment`` (the very first without)."""
+    return _snapshots_by(connection, addresses, moment, last=False)
+
+
+def _snapshots_by(
+    connection: Connection, addresses: Sequence[AddressRef], moment: datetime | None, *, last: bool
+) -> dict[int, _Snap]:
+    if not addresses:
+        return {}
+    pick = select(Snapshot.id).where(Snapshot.address_id == Address.id)
+    if moment is not None:
+        pick = pick.where(Snapshot.taken_at <= moment if last else Snapshot.taken_at >= moment)
+    # (address_id, taken_at) is unique, so the time alone orders them: a plain index step.
+    order = Snapshot.taken_at.desc() if last else Snapshot.taken_at
+    chosen = (
+        select(pick.order_by(order).limit(1).correlate(Address).scalar_subquery())
+        .select_from(Address)
+        .where(Address.id.in_([address.id for address in addresses]))
+    )
+    rows = connection.execute(
+        select(Snapshot.address_id, Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(chosen))
+    )
+    return {row.address_id: _Snap(row.id, row.taken_at) for row in rows}
 
 
 def _snapshot_at(connection: Connection, address_id: int, moment: datetime | None) -> _Snap | None:

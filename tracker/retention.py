@@ -419,6 +419,8 @@ def _merge(
                         "snapshot_id": following.id,
                         "asset_id": delta.asset,
                         "previous_snapshot_id": previous.id,
+                        "address_id": address_id,
+                        "taken_at": following.taken_at,
                         "previous_balance_mojos": delta.previous_mojos,
                         "balance_mojos": delta.mojos,
                         "delta_mojos": delta.delta_mojos,

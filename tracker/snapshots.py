@@ -1,8 +1,13 @@
-"""The snapshot store: writes one poll's outcome, and nothing else, in one transaction.
+"""The snapshot store: writes polls' outcomes, each snapshot all or nothing.
 
 A snapshot, its balance rows, its deltas and its poll attempt are committed together or not at
 all, so a crash or a stop at any moment leaves either the whole snapshot or no trace of it. The
 previous snapshot is read inside the same transaction, which keeps deltas right across restarts.
+
+Several polls that are ready together are committed together (:meth:`SnapshotStore.record_many`):
+a commit costs a flush to disk, which would otherwise bound a large poll cycle. A batch that
+fails is rolled back whole and its polls are stored one by one, so one refused snapshot never
+costs the others theirs.
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, Insert, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tracker.config import WatchedAddress
 from tracker.db import write_transaction
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_ERROR_LENGTH = 1000
 LOCKED_ATTEMPTS = 3
 LOCKED_BACKOFF_SECONDS = 1.0
+MAX_BATCH = 100
+"""Polls per transaction at most: a stop waits for the batch being written (a second or so)."""
 
 _T = TypeVar("_T")
 
@@ -88,9 +97,40 @@ class SnapshotStore:
 
     def record_success(self, observation: Observation) -> StoredSnapshot:
         """Store a snapshot with its balances, deltas and poll attempt, atomically."""
-        address_id = self._address_id(observation.address)
+        (stored,) = self._record_batch([observation])
+        return stored
+
+    def record_many(
+        self, observations: Sequence[Observation]
+    ) -> list[StoredSnapshot | StoreError | SQLAlchemyError]:
+        """Store several polls, in order, up to ``MAX_BATCH`` per transaction; each outcome is
+        its snapshot or the error that kept it out. One address may appear only once."""
+        outcomes: list[StoredSnapshot | StoreError | SQLAlchemyError] = []
+        for start in range(0, len(observations), MAX_BATCH):
+            batch = observations[start : start + MAX_BATCH]
+            if len(batch) > 1:
+                try:
+                    outcomes.extend(self._record_batch(batch))
+                    continue
+                except (SQLAlchemyError, StoreError) as exc:
+                    log.debug("a batch of %d polls failed (%s); one by one", len(batch), exc)
+            outcomes.extend(self._record_one(observation) for observation in batch)
+        return outcomes
+
+    def _record_one(
+        self, observation: Observation
+    ) -> StoredSnapshot | StoreError | SQLAlchemyError:
+        try:
+            return self.record_success(observation)
+        except (SQLAlchemyError, StoreError) as exc:
+            return exc
+
+    def _record_batch(self, observations: Sequence[Observation]) -> list[StoredSnapshot]:
+        address_ids = [self._address_id(observation.address) for observation in observations]
+        if len(set(address_ids)) != len(address_ids):
+            raise StoreError("an address twice in one batch")  # the caller goes one by one
         stored, fresh_assets = self._write(
-            lambda connection: self._store(connection, address_id, observation)
+            partial(self._store, address_ids=address_ids, observations=observations)
         )
         self._assets.update(fresh_assets)
         return stored
@@ -128,93 +168,133 @@ class SnapshotStore:
         raise AssertionError("unreachable")
 
     def _store(
-        self, connection: Connection, address_id: int, observation: Observation
-    ) -> tuple[StoredSnapshot, dict[str, _CachedAsset]]:
+        self, connection: Connection, address_ids: list[int], observations: Sequence[Observation]
+    ) -> tuple[list[StoredSnapshot], dict[str, _CachedAsset]]:
+        """Write the polls of distinct addresses, a handful of statements for the whole batch.
+
+        Statements per batch rather than per poll: what a poll costs is then mostly its rows,
+        which is what a large poll cycle must afford.
+        """
         # Two writers of one address (the daemon and a `tracker poll`) take turns here: on
-        # PostgreSQL through this row lock, on SQLite through BEGIN IMMEDIATE. So the previous
-        # snapshot read below is always the latest committed one, and deltas chain correctly.
-        connection.execute(select(Address.id).where(Address.id == address_id).with_for_update())
-        assets, fresh_assets = self._asset_ids(connection, observation)
-        current = {assets[asset]: mojos for asset, mojos in observation.balances.items()}
-        previous_row = connection.execute(
-            select(Snapshot.id, Snapshot.taken_at)
-            .where(Snapshot.address_id == address_id)
-            .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
-            .limit(1)
-        ).first()
-        previous: dict[int, int] | None = None
+        # PostgreSQL through these row locks (taken in id order, so two batches cannot
+        # deadlock), on SQLite through BEGIN IMMEDIATE. So the previous snapshots read below are
+        # the latest committed ones, and deltas chain correctly.
+        connection.execute(
+            select(Address.id)
+            .where(Address.id.in_(address_ids))
+            .order_by(Address.id)
+            .with_for_update()
+        )
+        assets, fresh_assets = self._asset_ids(connection, observations)
         names = {pk: asset for asset, pk in assets.items()}
-        symbols: dict[str, str | None] = {
-            asset: info.symbol for asset, info in observation.assets.items() if info.symbol
-        }
-        if previous_row is not None:
-            if observation.taken_at <= previous_row.taken_at:
-                raise StoreError(
-                    f"a snapshot taken at {previous_row.taken_at.isoformat()} is already stored, "
-                    f"not before this one ({observation.taken_at.isoformat()}): another tracker "
-                    "polled this address meanwhile, or the clock went back; this one is dropped"
-                )
-            balance_rows = connection.execute(
+        latest = _latest_snapshots(connection, address_ids)
+        before: dict[int, dict[int, int]] = defaultdict(dict)
+        symbols_before: dict[str, str | None] = {}
+        if latest:
+            for snapshot_id, pk, asset, symbol, mojos in connection.execute(
                 select(
+                    SnapshotBalance.snapshot_id,
                     SnapshotBalance.asset_id,
                     Asset.asset_id,
                     Asset.symbol,
                     SnapshotBalance.balance_mojos,
                 )
                 .join(Asset, Asset.id == SnapshotBalance.asset_id)
-                .where(SnapshotBalance.snapshot_id == previous_row.id)
-            ).all()
-            previous = {pk: mojos for pk, _, _, mojos in balance_rows}
-            names.update((pk, asset) for pk, asset, _, _ in balance_rows)
-            for _, asset, symbol, _ in balance_rows:
-                symbols.setdefault(asset, symbol)
-        deltas = compute_deltas(previous, current)
+                .where(SnapshotBalance.snapshot_id.in_([row[0] for row in latest.values()]))
+            ):
+                before[snapshot_id][pk] = mojos
+                names[pk] = asset
+                symbols_before.setdefault(asset, symbol)
 
-        snapshot_id = connection.execute(
-            insert(Snapshot)
-            .values(address_id=address_id, taken_at=observation.taken_at)
-            .returning(Snapshot.id)
-        ).scalar_one()
-        if current:
+        plans = []
+        for address_id, observation in zip(address_ids, observations, strict=True):
+            current = {assets[asset]: mojos for asset, mojos in observation.balances.items()}
+            previous = latest.get(address_id)
+            if previous is not None and observation.taken_at <= previous[1]:
+                raise StoreError(
+                    f"a snapshot taken at {previous[1].isoformat()} is already stored, "
+                    f"not before this one ({observation.taken_at.isoformat()}): another tracker "
+                    "polled this address meanwhile, or the clock went back; this one is dropped"
+                )
+            held = before[previous[0]] if previous is not None else None
+            plans.append(
+                (address_id, observation, current, previous, compute_deltas(held, current))
+            )
+
+        snapshot_ids = (
             connection.execute(
-                insert(SnapshotBalance),
+                insert(Snapshot).returning(Snapshot.id, sort_by_parameter_order=True),
                 [
-                    {"snapshot_id": snapshot_id, "asset_id": asset, "balance_mojos": mojos}
-                    for asset, mojos in current.items()
+                    {"address_id": address_id, "taken_at": observation.taken_at}
+                    for address_id, observation, _, _, _ in plans
                 ],
             )
-        if deltas:
-            assert previous_row is not None
-            connection.execute(
-                insert(Delta),
-                [
-                    {
-                        "snapshot_id": snapshot_id,
-                        "asset_id": delta.asset,
-                        "previous_snapshot_id": previous_row.id,
-                        "previous_balance_mojos": delta.previous_mojos,
-                        "balance_mojos": delta.mojos,
-                        "delta_mojos": delta.delta_mojos,
-                    }
-                    for delta in deltas
-                ],
+            .scalars()
+            .all()
+        )
+        balance_rows = [
+            {"snapshot_id": snapshot_id, "asset_id": asset, "balance_mojos": mojos}
+            for snapshot_id, (_, _, current, _, _) in zip(snapshot_ids, plans, strict=True)
+            for asset, mojos in current.items()
+        ]
+        if balance_rows:
+            connection.execute(insert(SnapshotBalance), balance_rows)
+        delta_rows = [
+            {
+                "snapshot_id": snapshot_id,
+                "asset_id": delta.asset,
+                "previous_snapshot_id": previous[0],
+                "address_id": address_id,
+                "taken_at": observation.taken_at,
+                "previous_balance_mojos": delta.previous_mojos,
+                "balance_mojos": delta.mojos,
+                "delta_mojos": delta.delta_mojos,
+            }
+            for snapshot_id, (address_id, observation, _, previous, deltas) in zip(
+                snapshot_ids, plans, strict=True
             )
+            if previous is not None
+            for delta in deltas
+        ]
+        if delta_rows:
+            connection.execute(insert(Delta), delta_rows)
         connection.execute(
-            insert(PollAttempt).values(
-                address_id=address_id,
-                started_at=observation.started_at,
-                finished_at=observation.taken_at,
-                ok=True,
-                error=None,
-                snapshot_id=snapshot_id,
+            insert(PollAttempt),
+            [
+                {
+                    "address_id": address_id,
+                    "started_at": observation.started_at,
+                    "finished_at": observation.taken_at,
+                    "ok": True,
+                    "error": None,
+                    "snapshot_id": snapshot_id,
+                }
+                for snapshot_id, (address_id, observation, _, _, _) in zip(
+                    snapshot_ids, plans, strict=True
+                )
+            ],
+        )
+
+        stored = []
+        for snapshot_id, (_, observation, _, previous, deltas) in zip(
+            snapshot_ids, plans, strict=True
+        ):
+            symbols = {a: info.symbol for a, info in observation.assets.items() if info.symbol}
+            changed = [names[delta.asset] for delta in deltas]
+            stored.append(
+                StoredSnapshot(
+                    snapshot_id=snapshot_id,
+                    baseline=previous is None,
+                    deltas=[
+                        AssetDelta(name, delta.previous_mojos, delta.mojos)
+                        for name, delta in zip(changed, deltas, strict=True)
+                    ],
+                    symbols={
+                        name: symbols[name] if name in symbols else symbols_before.get(name)
+                        for name in changed
+                    },
+                )
             )
-        )
-        stored = StoredSnapshot(
-            snapshot_id=snapshot_id,
-            baseline=previous_row is None,
-            deltas=[AssetDelta(names[d.asset], d.previous_mojos, d.mojos) for d in deltas],
-            symbols={names[d.asset]: symbols.get(names[d.asset]) for d in deltas},
-        )
         return stored, fresh_assets
 
     def _address_id(self, address: str) -> int:
@@ -224,18 +304,23 @@ class SnapshotStore:
             raise StoreError(f"{address} is not a tracked address (sync_addresses first)") from None
 
     def _asset_ids(
-        self, connection: Connection, observation: Observation
+        self, connection: Connection, observations: Sequence[Observation]
     ) -> tuple[dict[str, int], dict[str, _CachedAsset]]:
         """Primary keys of the observed assets, creating assets or updating their names.
 
         Returns the new cache entries separately: they may enter the cache only once the
         transaction has committed, or a rollback would leave the cache naming missing rows.
         """
+        infos: dict[str, AssetInfo | None] = {}
+        for observation in observations:
+            for asset_id in observation.balances:
+                info = observation.assets.get(asset_id)
+                if info is not None or asset_id not in infos:
+                    infos[asset_id] = info  # the latest poll's names win, as one by one
         ids: dict[str, int] = {}
         stale = []
-        for asset_id in observation.balances:
+        for asset_id, info in infos.items():
             cached = self._assets.get(asset_id)
-            info = observation.assets.get(asset_id)
             if cached is None or (info is not None and _merged(cached, info) != cached):
                 stale.append(asset_id)
             else:
@@ -244,7 +329,7 @@ class SnapshotStore:
         if not stale:
             return ids, fresh
         for asset_id in stale:
-            info = observation.assets.get(asset_id) or AssetInfo(asset_id, None, None, None, 3)
+            info = infos[asset_id] or AssetInfo(asset_id, None, None, None, 3)
             connection.execute(
                 _insert_ignore(
                     connection,
@@ -264,7 +349,7 @@ class SnapshotStore:
         ).all()
         for row in rows:
             stored = _CachedAsset(row.id, row.name, row.symbol)
-            info = observation.assets.get(row.asset_id)
+            info = infos[row.asset_id]
             merged = _merged(stored, info) if info is not None else stored
             if merged != stored:
                 connection.execute(
@@ -275,6 +360,25 @@ class SnapshotStore:
             ids[row.asset_id] = row.id
             fresh[row.asset_id] = merged
         return ids, fresh
+
+
+def _latest_snapshots(
+    connection: Connection, address_ids: Sequence[int]
+) -> dict[int, tuple[int, datetime]]:
+    """Each address's latest snapshot (id, taken_at), one index probe per address."""
+    pick = (
+        select(Snapshot.id)
+        .where(Snapshot.address_id == Address.id)
+        .order_by(Snapshot.taken_at.desc())  # (address_id, taken_at) is unique: no ties
+        .limit(1)
+        .correlate(Address)
+        .scalar_subquery()
+    )
+    chosen = select(pick).select_from(Address).where(Address.id.in_(address_ids))
+    rows = connection.execute(
+        select(Snapshot.address_id, Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(chosen))
+    )
+    return {row.address_id: (row.id, row.taken_at) for row in rows}
 
 
 @dataclass(frozen=True)
