@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PG_ADMIN_URL, Figure, postgres_reason, progress
 from datagen import Shape, load_postgresql, load_sqlite
+from history import plans, recorded
 from sqlalchemy import Engine, create_engine, text
 
 from tracker import db, reports
@@ -103,10 +104,16 @@ def sqlite_data(shape: Shape) -> Iterator[Engine]:
             engine.dispose()
 
 
-def figures_for(kind: str, engine: Engine, shape: Shape) -> list[Figure]:
+def figures_for(kind: str, engine: Engine, shape: Shape, show_plans: bool) -> list[Figure]:
     middle = shape.start + (shape.end - shape.start) / 2
     report_s, rows = timed(lambda: reports.change_report(engine, period="month"))
     at_s, balances = timed(lambda: reports.balances(engine, at=middle))
+    if show_plans:
+        with recorded(engine) as statements:
+            reports.change_report(engine, period="month")
+            reports.balances(engine, at=middle)
+        for plan in plans(engine, statements):
+            print(f"-- {kind}\n{plan}\n", file=sys.stderr)
     if len(balances) != shape.addresses * shape.assets:
         raise RuntimeError(f"balances --at gave {len(balances)} rows")
     size = f"{shape.balance_rows / 1e6:g} M balance rows"
@@ -136,22 +143,24 @@ def measure(
     quick: bool = False,
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
     fresh: bool = False,
+    show_plans: bool = False,
 ) -> list[Figure]:
     figures: list[Figure] = []
     for kind in databases:
         if kind == "sqlite":
             shape = Shape(20, 20, 200, timedelta(hours=1)) if quick else MILLION
             with sqlite_data(shape) as engine:
-                figures += figures_for(kind, engine, shape)
+                figures += figures_for(kind, engine, shape, show_plans)
         elif (reason := postgres_reason()) is not None:
             progress(f"reports on postgresql skipped: {reason}")
         else:
             shape = Shape(20, 20, 876, timedelta(hours=1)) if quick else YEAR
             with postgresql_data(shape, fresh) as engine:
-                figures += figures_for(kind, engine, shape)
+                figures += figures_for(kind, engine, shape, show_plans)
     return figures
 
 
 if __name__ == "__main__":
-    for figure in measure(quick="--quick" in sys.argv, fresh="--fresh" in sys.argv):
+    options = {"fresh": "--fresh" in sys.argv, "show_plans": "--plans" in sys.argv}
+    for figure in measure(quick="--quick" in sys.argv, **options):
         print(figure)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import MAX_PREC, Context, Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, or_, select
 
 from tracker.models import (
     XCH_ASSET_ID,
@@ -501,17 +501,19 @@ def _changes_in(
     key = _period_start_sql(connection, period) if period is not None else None
     starts: dict[object, datetime] = {}  # the same few periods come back for every address
     found: dict[int, list[tuple[datetime | None, int, int, int]]] = {}
+    by_period = [key] if key is not None else []
+    query = select(Delta.asset_id, func.sum(Delta.delta_mojos), func.count(), *by_period).where(
+        Delta.address_id == bindparam("address_id"),
+        Delta.taken_at > bindparam("after"),
+        Delta.taken_at <= bindparam("through"),
+    )
+    if only is not None:
+        query = query.where(Delta.asset_id == only.id)
+    query = query.group_by(Delta.asset_id, *by_period)  # built once, run per address
     for address_id, (start, end) in windows.items():
-        columns = [Delta.asset_id, func.sum(Delta.delta_mojos), func.count()]
-        query = select(*columns, *([key] if key is not None else [])).where(
-            Delta.address_id == address_id,
-            Delta.taken_at > start.taken_at,
-            Delta.taken_at <= end.taken_at,
-        )
-        if only is not None:
-            query = query.where(Delta.asset_id == only.id)
-        query = query.group_by(Delta.asset_id, *([key] if key is not None else []))
-        rows: Sequence[Any] = connection.execute(query).all()
+        rows: Sequence[Any] = connection.execute(
+            query, {"address_id": address_id, "after": start.taken_at, "through": end.taken_at}
+        ).all()
         found[address_id] = [
             (_period_key(row[3], starts) if key is not None else None, row[0], int(row[1]), row[2])
             for row in rows
