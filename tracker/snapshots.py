@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, Insert, insert, select, update
+from sqlalchemy import Connection, Engine, Insert, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -179,12 +179,7 @@ class SnapshotStore:
         # PostgreSQL through these row locks (taken in id order, so two batches cannot
         # deadlock), on SQLite through BEGIN IMMEDIATE. So the previous snapshots read below are
         # the latest committed ones, and deltas chain correctly.
-        connection.execute(
-            select(Address.id)
-            .where(Address.id.in_(address_ids))
-            .order_by(Address.id)
-            .with_for_update()
-        )
+        connection.execute(_LOCK_ADDRESSES, {"ids": address_ids})
         assets, fresh_assets = self._asset_ids(connection, observations)
         names = {pk: asset for asset, pk in assets.items()}
         latest = _latest_snapshots(connection, address_ids)
@@ -192,15 +187,7 @@ class SnapshotStore:
         symbols_before: dict[str, str | None] = {}
         if latest:
             for snapshot_id, pk, asset, symbol, mojos in connection.execute(
-                select(
-                    SnapshotBalance.snapshot_id,
-                    SnapshotBalance.asset_id,
-                    Asset.asset_id,
-                    Asset.symbol,
-                    SnapshotBalance.balance_mojos,
-                )
-                .join(Asset, Asset.id == SnapshotBalance.asset_id)
-                .where(SnapshotBalance.snapshot_id.in_([row[0] for row in latest.values()]))
+                _BALANCES_OF, {"ids": [row[0] for row in latest.values()]}
             ):
                 before[snapshot_id][pk] = mojos
                 names[pk] = asset
@@ -223,7 +210,7 @@ class SnapshotStore:
 
         snapshot_ids = (
             connection.execute(
-                insert(Snapshot).returning(Snapshot.id, sort_by_parameter_order=True),
+                _INSERT_SNAPSHOTS,
                 [
                     {"address_id": address_id, "taken_at": observation.taken_at}
                     for address_id, observation, _, _, _ in plans
@@ -238,7 +225,7 @@ class SnapshotStore:
             for asset, mojos in current.items()
         ]
         if balance_rows:
-            connection.execute(insert(SnapshotBalance), balance_rows)
+            connection.execute(_INSERT_BALANCES, balance_rows)
         delta_rows = [
             {
                 "snapshot_id": snapshot_id,
@@ -257,9 +244,9 @@ class SnapshotStore:
             for delta in deltas
         ]
         if delta_rows:
-            connection.execute(insert(Delta), delta_rows)
+            connection.execute(_INSERT_DELTAS, delta_rows)
         connection.execute(
-            insert(PollAttempt),
+            _INSERT_ATTEMPTS,
             [
                 {
                     "address_id": address_id,
@@ -362,22 +349,50 @@ class SnapshotStore:
         return ids, fresh
 
 
+# The write path's statements, built once: building a statement costs more CPU than running it,
+# and a large poll cycle runs them for every batch while its fetches need the interpreter too.
+_LOCK_ADDRESSES = (
+    select(Address.id)
+    .where(Address.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Address.id)
+    .with_for_update()
+)
+_LATEST = select(Snapshot.address_id, Snapshot.id, Snapshot.taken_at).where(
+    Snapshot.id.in_(
+        select(
+            select(Snapshot.id)
+            .where(Snapshot.address_id == Address.id)
+            .order_by(Snapshot.taken_at.desc())  # (address_id, taken_at) is unique: no ties
+            .limit(1)
+            .correlate(Address)
+            .scalar_subquery()
+        )
+        .select_from(Address)
+        .where(Address.id.in_(bindparam("ids", expanding=True)))
+    )
+)
+_BALANCES_OF = (
+    select(
+        SnapshotBalance.snapshot_id,
+        SnapshotBalance.asset_id,
+        Asset.asset_id,
+        Asset.symbol,
+        SnapshotBalance.balance_mojos,
+    )
+    .join(Asset, Asset.id == SnapshotBalance.asset_id)
+    .where(SnapshotBalance.snapshot_id.in_(bindparam("ids", expanding=True)))
+)
+_INSERT_SNAPSHOTS = insert(Snapshot).returning(Snapshot.id, sort_by_parameter_order=True)
+_INSERT_BALANCES = insert(SnapshotBalance)
+_INSERT_DELTAS = insert(Delta)
+_INSERT_ATTEMPTS = insert(PollAttempt)
+
+
 def _latest_snapshots(
     connection: Connection, address_ids: Sequence[int]
 ) -> dict[int, tuple[int, datetime]]:
     """Each address's latest snapshot (id, taken_at), one index probe per address."""
-    pick = (
-        select(Snapshot.id)
-        .where(Snapshot.address_id == Address.id)
-        .order_by(Snapshot.taken_at.desc())  # (address_id, taken_at) is unique: no ties
-        .limit(1)
-        .correlate(Address)
-        .scalar_subquery()
-    )
-    chosen = select(pick).select_from(Address).where(Address.id.in_(address_ids))
-    rows = connection.execute(
-        select(Snapshot.address_id, Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(chosen))
-    )
+    rows = connection.execute(_LATEST, {"ids": list(address_ids)})
     return {row.address_id: (row.id, row.taken_at) for row in rows}
 
 
