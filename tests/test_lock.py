@@ -160,7 +160,7 @@ def terminate_backend(pid: int | None) -> None:
     try:
         with admin.connect() as connection:
             assert connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
-            for _ in range(100):
+            for _ in range(400):  # a loaded server (the whole suite at once) can take seconds
                 alive = connection.execute(
                     text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
                 ).scalar()
