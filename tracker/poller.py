@@ -1,10 +1,11 @@
 """One poll cycle: fetch every address concurrently, store the outcomes as they arrive.
 
-Fetching happens on a small thread pool (the rate budget, not the pool, sets the pace); writing
-happens on the calling thread only, so SQLite never sees two writers from this process and a
-snapshot is never written by a thread that is being torn down. What arrived while the last
-write ran is written next, in one transaction: when storing cannot keep up with fetching, the
-batches grow and the commits (a flush to disk each) stay few.
+Fetching happens on a small thread pool: the rate budget sets the pace, unless the pool is
+smaller than requests per second times the API's answer time. Writing happens on the calling
+thread only, so SQLite never sees two writers from this process and a snapshot is never written
+by a thread that is being torn down. What arrived while the last write ran is written next, in
+one transaction: when storing cannot keep up with fetching, the batches grow and the commits
+(a flush to disk each) stay few.
 """
 
 from __future__ import annotations
