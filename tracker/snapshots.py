@@ -104,7 +104,8 @@ class SnapshotStore:
         self, observations: Sequence[Observation]
     ) -> list[StoredSnapshot | StoreError | SQLAlchemyError]:
         """Store several polls, in order, up to ``MAX_BATCH`` per transaction; each outcome is
-        its snapshot or the error that kept it out. One address may appear only once."""
+        its snapshot or the error that kept it out. A batch that fails (one refused snapshot,
+        an address given twice, a lost connection) is stored again one poll at a time."""
         outcomes: list[StoredSnapshot | StoreError | SQLAlchemyError] = []
         for start in range(0, len(observations), MAX_BATCH):
             batch = observations[start : start + MAX_BATCH]
