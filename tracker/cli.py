@@ -275,8 +275,10 @@ def run(app: App, wait: bool) -> None:
     """Run the daemon: poll every address now, then every interval, until stopped.
 
     Only one daemon runs per database: a second one exits with status 2 naming the first,
-    or with --wait takes over when the first stops. SIGINT or SIGTERM stop it within seconds
-    (exit 0); a poll in progress is finished or abandoned, never half-written.
+    or with --wait takes over when the first stops. With [workers] mode = "shared" on
+    PostgreSQL, several daemons share the address list instead (see the README). SIGINT or
+    SIGTERM stop it within seconds (exit 0); a poll in progress is finished or abandoned,
+    never half-written.
 
     \b
     Example:
