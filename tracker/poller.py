@@ -144,11 +144,13 @@ class Poller:
 
     def _store_all(self, fetched: Sequence[_Fetched]) -> list[AddressResult]:
         """Store what arrived together: the good polls in one batch, the failures each alone."""
-        good = [(item, item.observation) for item in fetched if item.observation is not None]
-        outcomes = self._store.record_many([observation for _, observation in good])
-        stored = {id(item): outcome for (item, _), outcome in zip(good, outcomes, strict=True)}
+        outcomes = iter(
+            self._store.record_many([i.observation for i in fetched if i.observation is not None])
+        )
         return [
-            self._stored(item, stored[id(item)]) if id(item) in stored else self._failed(item)
+            self._stored(item, next(outcomes))
+            if item.observation is not None
+            else self._failed(item)
             for item in fetched
         ]
 

@@ -266,12 +266,13 @@ def balance_series(
         who = _one_address(connection, address)
         only = resolve_asset(connection, asset) if asset is not None else None
         empty = Series(who.address, who.label, since, until, [])
-        end = _snapshot_at(connection, who.id, until)
-        first = _first_snapshot(connection, who.id, since)
+        end = _snapshots_at(connection, [who], until).get(who.id)
+        first = _first_snapshots(connection, [who], since).get(who.id)
         if end is None or first is None or first.taken_at > end.taken_at:
             return empty
-        start = (_snapshot_at(connection, who.id, since) if since is not None else None) or first
-        held = _snapshot_balances(connection, start.id)
+        at_since = _snapshots_at(connection, [who], since) if since is not None else {}
+        start = at_since.get(who.id, first)
+        held = _balances_of(connection, [start.id], only)[start.id]
         query = (
             select(Delta.taken_at, Delta.asset_id, Delta.balance_mojos)
             .where(
@@ -283,7 +284,6 @@ def balance_series(
         )
         if only is not None:
             query = query.where(Delta.asset_id == only.id)
-            held = {pk: mojos for pk, mojos in held.items() if pk == only.id}
         changes = connection.execute(query).all()
         assets = _assets(connection, set(held) | {row.asset_id for row in changes})
     begin = max(since, start.taken_at) if since is not None else start.taken_at
@@ -724,35 +724,6 @@ def _snapshots_by(
         select(Snapshot.address_id, Snapshot.id, Snapshot.taken_at).where(Snapshot.id.in_(chosen))
     )
     return {row.address_id: _Snap(row.id, row.taken_at) for row in rows}
-
-
-def _snapshot_at(connection: Connection, address_id: int, moment: datetime | None) -> _Snap | None:
-    query = select(Snapshot.id, Snapshot.taken_at).where(Snapshot.address_id == address_id)
-    if moment is not None:
-        query = query.where(Snapshot.taken_at <= moment)
-    row = connection.execute(
-        query.order_by(Snapshot.taken_at.desc(), Snapshot.id.desc()).limit(1)
-    ).first()
-    return _Snap(row.id, row.taken_at) if row is not None else None
-
-
-def _first_snapshot(
-    connection: Connection, address_id: int, moment: datetime | None
-) -> _Snap | None:
-    query = select(Snapshot.id, Snapshot.taken_at).where(Snapshot.address_id == address_id)
-    if moment is not None:
-        query = query.where(Snapshot.taken_at >= moment)
-    row = connection.execute(query.order_by(Snapshot.taken_at, Snapshot.id).limit(1)).first()
-    return _Snap(row.id, row.taken_at) if row is not None else None
-
-
-def _snapshot_balances(connection: Connection, snapshot_id: int) -> dict[int, int]:
-    rows = connection.execute(
-        select(SnapshotBalance.asset_id, SnapshotBalance.balance_mojos).where(
-            SnapshotBalance.snapshot_id == snapshot_id
-        )
-    )
-    return {row.asset_id: row.balance_mojos for row in rows}
 
 
 def _assets(connection: Connection, ids: set[int]) -> dict[int, AssetRef]:
