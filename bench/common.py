@@ -14,6 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+from sqlalchemy import Engine
+
+from tracker.clock import SystemClock
+from tracker.poller import Poller
+from tracker.ratelimit import RateBudget, RetryPolicy
+from tracker.snapshots import SnapshotStore
+from tracker.spacescan import SpacescanClient
+
 ROOT = Path(__file__).resolve().parent.parent
 # The fake Spacescan and the address helpers live with the tests.
 for _path in (ROOT / "tests", ROOT / "bench"):
@@ -84,3 +93,28 @@ def fresh_database(kind: str, directory: Path, name: str = "bench") -> Iterator[
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+def poller(
+    engine: Engine,
+    url: str,
+    *,
+    requests_per_minute: float,
+    max_attempts: int,
+    timeout_seconds: float,
+    concurrency: int,
+    include_xch: bool = True,
+) -> Poller:
+    """A poller wired as ``tracker.cli`` wires the daemon's, from explicit settings."""
+    clock = SystemClock()
+    client = SpacescanClient(
+        url,
+        session=requests.Session(),
+        budget=RateBudget(requests_per_minute, clock),
+        clock=clock,
+        retry=RetryPolicy(max_attempts=max_attempts),
+        timeout_seconds=timeout_seconds,
+    )
+    return Poller(
+        client, SnapshotStore(engine), clock, include_xch=include_xch, concurrency=concurrency
+    )

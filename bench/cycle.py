@@ -32,18 +32,14 @@ from typing import Any, cast
 # bench/common.py puts tests/ (the fake API) on the path too.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import requests
 from common import Figure, progress
+from common import poller as bench_poller
 from datagen import address_text, asset_hex
 from fakeapi import FakeSpacescan
 
 from tracker import db
-from tracker.clock import SystemClock
 from tracker.config import SpacescanSection, WatchedAddress
-from tracker.poller import Poller, PollSummary
-from tracker.ratelimit import RateBudget, RetryPolicy
-from tracker.snapshots import SnapshotStore
-from tracker.spacescan import SpacescanClient
+from tracker.poller import PollSummary
 
 BENCHMARK = "poll cycle"
 LATENCY_SECONDS = 0.05
@@ -153,31 +149,6 @@ class RemoteFake:
                 self._process.kill()
 
 
-def _wire(
-    url: str, database_url: str, clock: SystemClock, defaults: SpacescanSection
-) -> tuple[Poller, SnapshotStore]:
-    """The pieces as ``cli._poller`` builds them, with the config's defaults."""
-    engine = db.create(database_url)
-    db.upgrade(engine)
-    client = SpacescanClient(
-        url,
-        session=requests.Session(),
-        budget=RateBudget(REQUESTS_PER_MINUTE, clock),
-        clock=clock,
-        retry=RetryPolicy(max_attempts=defaults.max_attempts),
-        timeout_seconds=defaults.timeout_seconds,
-    )
-    store = SnapshotStore(engine)
-    poller = Poller(
-        client,
-        store,
-        clock,
-        include_xch=defaults.include_xch,
-        concurrency=defaults.concurrency,
-    )
-    return poller, store
-
-
 def _check(summary: PollSummary, addresses: int, cycle: int) -> None:
     if summary.ok != addresses or len(summary.results) != addresses:
         failed = [r for r in summary.results if not r.ok][:3]
@@ -194,14 +165,22 @@ def measure(quick: bool = False) -> list[Figure]:
     cycles = QUICK_MEASURED_CYCLES if quick else MEASURED_CYCLES
     addresses = [address_text(n) for n in range(1, count + 1)]
     watched = [WatchedAddress(address, f"bench {n}") for n, address in enumerate(addresses, 1)]
-    clock = SystemClock()
     defaults = SpacescanSection()  # what a config that sets neither gets: concurrency, XCH
     pool = defaults.concurrency
     wanted = count * (2 if defaults.include_xch else 1)
     fake = RemoteFake(LATENCY_SECONDS, REQUESTS_PER_MINUTE)
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as workdir, fake:
-        database_url = f"sqlite:///{Path(workdir) / 'tracker.db'}"
-        poller, store = _wire(fake.url, database_url, clock, defaults)
+        engine = db.create(f"sqlite:///{Path(workdir) / 'tracker.db'}")
+        db.upgrade(engine)
+        poller = bench_poller(  # with the config's defaults but for the budget
+            engine,
+            fake.url,
+            requests_per_minute=REQUESTS_PER_MINUTE,
+            max_attempts=defaults.max_attempts,
+            timeout_seconds=defaults.timeout_seconds,
+            concurrency=defaults.concurrency,
+            include_xch=defaults.include_xch,
+        )
         try:
             times: list[float] = []
             counts: list[int] = []
@@ -228,7 +207,7 @@ def measure(quick: bool = False) -> list[Figure]:
             over = fake.over_budget()
             total = fake.served()
         finally:
-            store.engine.dispose()
+            engine.dispose()
     worst = max(range(cycles), key=lambda i: times[i])
     requests_ = counts[worst]
     budget_bound = requests_ / (REQUESTS_PER_MINUTE / 60)

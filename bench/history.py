@@ -30,19 +30,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import requests
-from common import Figure, fresh_database, postgres_reason, progress
+from common import Figure, fresh_database, poller, postgres_reason, progress
 from datagen import Shape, address_text, asset_hex, final_balances, load_postgresql, load_sqlite
 from fakeapi import FakeSpacescan
 from sqlalchemy import Engine, event
 
 from tracker import db
-from tracker.clock import SystemClock
 from tracker.config import WatchedAddress
 from tracker.poller import Poller
-from tracker.ratelimit import RateBudget, RetryPolicy
-from tracker.snapshots import SnapshotStore
-from tracker.spacescan import SpacescanClient
 
 ROUNDS = 9
 
@@ -68,19 +63,6 @@ def serve(fake: FakeSpacescan, shape: Shape) -> list[WatchedAddress]:
         fake.set_balances(address, balances[0], tokens)
         watched.append(WatchedAddress(address, f"bench-{index + 1}"))
     return watched
-
-
-def poller(engine: Engine, url: str) -> Poller:
-    clock = SystemClock()
-    client = SpacescanClient(
-        url,
-        session=requests.Session(),
-        budget=RateBudget(10**7, clock),
-        clock=clock,
-        retry=RetryPolicy(max_attempts=1),
-        timeout_seconds=10,
-    )
-    return Poller(client, SnapshotStore(engine), clock, concurrency=4)
 
 
 def load(kind: str, url: str, engine: Engine, shape: Shape) -> None:
@@ -170,7 +152,15 @@ def measure(
                 if name == "full":
                     progress(f"history on {kind}: loading {shape.describe()}")
                     load(kind, url, engine, shape)
-                targets.append(Target(name, engine, poller(engine, fake.url), []))
+                wired = poller(
+                    engine,
+                    fake.url,
+                    requests_per_minute=10**7,
+                    max_attempts=1,
+                    timeout_seconds=10,
+                    concurrency=4,
+                )
+                targets.append(Target(name, engine, wired, []))
             try:
                 for target in targets:  # the empty one's baseline; caches warm on both
                     poll_once(target, watched)
