@@ -158,9 +158,11 @@ def terminate_backend(pid: int | None) -> None:
     assert pid is not None
     admin = create_engine(PG_ADMIN_URL)
     try:
-        with admin.connect() as connection:
+        # Autocommit: inside one transaction pg_stat_activity is a snapshot, and a backend
+        # seen alive once would stay alive in every later look.
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             assert connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
-            for _ in range(400):  # a loaded server (the whole suite at once) can take seconds
+            for _ in range(100):
                 alive = connection.execute(
                     text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
                 ).scalar()
