@@ -8,20 +8,17 @@ seconds do not.
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from sqlalchemy import Engine
 
 from tracker.clock import SystemClock
-from tracker.poller import Poller
-from tracker.ratelimit import RateBudget, RetryPolicy
-from tracker.snapshots import SnapshotStore
-from tracker.spacescan import SpacescanClient
+from tracker.config import parse
+from tracker.service import assembly
+from tracker.service.poller import Poller
 
 ROOT = Path(__file__).resolve().parent.parent
 # The fake Spacescan and the address helpers live with the tests.
@@ -76,23 +73,15 @@ def postgres_reason() -> str | None:
 
 @contextmanager
 def fresh_database(kind: str, directory: Path, name: str = "bench") -> Iterator[str]:
-    """The URL of an empty database: a SQLite file in ``directory``, or a new PostgreSQL schema
-    (dropped afterwards)."""
+    """The URL of an empty database: a SQLite file in ``directory``, or a new PostgreSQL
+    database (dropped afterwards)."""
     if kind == "sqlite":
         yield f"sqlite:///{directory / f'{name}.db'}"
         return
-    from sqlalchemy import create_engine, text
+    from support.databases import postgres_database
 
-    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_database() as url:
+        yield url
 
 
 def poller(
@@ -105,16 +94,20 @@ def poller(
     concurrency: int,
     include_xch: bool = True,
 ) -> Poller:
-    """A poller wired as ``tracker.cli`` wires the daemon's, from explicit settings."""
-    clock = SystemClock()
-    client = SpacescanClient(
-        url,
-        session=requests.Session(),
-        budget=RateBudget(requests_per_minute, clock),
-        clock=clock,
-        retry=RetryPolicy(max_attempts=max_attempts),
-        timeout_seconds=timeout_seconds,
+    """The daemon's poller, built by the library's own assembly from these settings."""
+    settings = parse(
+        {
+            "database": {"url": engine.url.render_as_string(hide_password=False)},
+            "spacescan": {
+                "base_url": url,
+                "requests_per_minute": float(requests_per_minute),
+                "max_attempts": max_attempts,
+                "timeout_seconds": float(timeout_seconds),
+                "concurrency": concurrency,
+                "include_xch": include_xch,
+            },
+        },
+        Path("bench.toml"),
+        {},
     )
-    return Poller(
-        client, SnapshotStore(engine), clock, include_xch=include_xch, concurrency=concurrency
-    )
+    return assembly.poller(settings, engine, SystemClock())

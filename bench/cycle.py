@@ -32,14 +32,16 @@ from typing import Any, cast
 # bench/common.py puts tests/ (the fake API) on the path too.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from tracker.config import SpacescanSection
+from tracker.domain import WatchedAddress
+from tracker.service.poller import PollSummary
+from tracker.store import engine as engines
+from tracker.store import migrate
+
 from common import Figure, progress
 from common import poller as bench_poller
 from datagen import address_text, asset_hex
-from fakeapi import FakeSpacescan
-
-from tracker import db
-from tracker.config import SpacescanSection, WatchedAddress
-from tracker.poller import PollSummary
+from support.fakeapi import FakeSpacescan
 
 BENCHMARK = "poll cycle"
 LATENCY_SECONDS = 0.05
@@ -165,13 +167,13 @@ def measure(quick: bool = False) -> list[Figure]:
     cycles = QUICK_MEASURED_CYCLES if quick else MEASURED_CYCLES
     addresses = [address_text(n) for n in range(1, count + 1)]
     watched = [WatchedAddress(address, f"bench {n}") for n, address in enumerate(addresses, 1)]
-    defaults = SpacescanSection()  # what a config that sets neither gets: concurrency, XCH
+    defaults = SpacescanSection.model_validate({})  # what a config that sets neither gets
     pool = defaults.concurrency
     wanted = count * (2 if defaults.include_xch else 1)
     fake = RemoteFake(LATENCY_SECONDS, REQUESTS_PER_MINUTE)
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as workdir, fake:
-        engine = db.create(f"sqlite:///{Path(workdir) / 'tracker.db'}")
-        db.upgrade(engine)
+        engine = engines.create(f"sqlite:///{Path(workdir) / 'tracker.db'}")
+        migrate.upgrade(engine)
         poller = bench_poller(  # with the config's defaults but for the budget
             engine,
             fake.url,

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tracker.addresses import bech32m_encode, token_id
+from tracker.domain import encode_bech32m as bech32m_encode
+from tracker.domain import token_id
 
 XCH_PK = 1
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -30,14 +30,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Figure, fresh_database, poller, postgres_reason, progress
-from datagen import Shape, address_text, asset_hex, final_balances, load_postgresql, load_sqlite
-from fakeapi import FakeSpacescan
 from sqlalchemy import Engine, event
 
-from tracker import db
-from tracker.config import WatchedAddress
-from tracker.poller import Poller
+from tracker.domain import WatchedAddress
+from tracker.service.poller import Poller
+from tracker.store import engine as engines
+from tracker.store import migrate
+
+from common import Figure, fresh_database, poller, postgres_reason, progress
+from datagen import Shape, address_text, asset_hex, final_balances, load_postgresql, load_sqlite
+from support.fakeapi import FakeSpacescan
 
 ROUNDS = 9
 
@@ -147,8 +149,8 @@ def measure(
             watched = serve(fake, shape)
             targets = []
             for name, url in (("empty", empty_url), ("full", full_url)):
-                engine = db.create(url)
-                db.upgrade(engine)
+                engine = engines.create(url)
+                migrate.upgrade(engine)
                 if name == "full":
                     progress(f"history on {kind}: loading {shape.describe()}")
                     load(kind, url, engine, shape)

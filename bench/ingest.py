@@ -20,24 +20,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Figure, fresh_database, postgres_reason, progress
-from datagen import address_text, asset_hex
 from sqlalchemy import Engine, insert, select
 
-from tracker import db
-from tracker.config import WatchedAddress
-from tracker.models import Address, Asset, Delta, PollAttempt, Snapshot, SnapshotBalance
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore, StoredSnapshot
+from tracker.domain import Asset, Observation, WatchedAddress
+from tracker.store import engine as engines
+from tracker.store import migrate
+from tracker.store.models import Address, Delta, PollAttempt, Snapshot, SnapshotBalance
+from tracker.store.models import Asset as AssetRow
+from tracker.store.writer import SnapshotStore, Stored
+
+from common import Figure, fresh_database, postgres_reason, progress
+from datagen import address_text, asset_hex
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-XCH_INFO = AssetInfo("xch", None, "Chia", "XCH", 12)
+XCH_INFO = Asset("xch", "Chia", "XCH")
 
 
 def observations(addresses: int, assets: int, poll: int) -> list[Observation]:
     """Poll ``poll`` (0 or 1) of every address; in poll 1 one balance in 20 differs."""
     infos = {"xch": XCH_INFO}
     for n in range(1, assets):
-        infos[asset_hex(n)] = AssetInfo(asset_hex(n), None, f"Token {n}", f"T{n}", 3)
+        infos[asset_hex(n)] = Asset(asset_hex(n), f"Token {n}", f"T{n}")
     result = []
     for a in range(addresses):
         when = START + timedelta(minutes=5 * poll, milliseconds=a)
@@ -61,8 +64,8 @@ def write_through_service(engine: Engine, polls: list[list[Observation]]) -> flo
     started = time.perf_counter()
     for poll in polls:
         # What the poller hands over when polls arrive faster than they are written.
-        outcomes = store.record_many(poll)
-        failed = [o for o in outcomes if not isinstance(o, StoredSnapshot)]
+        outcomes = store.record(poll)
+        failed = [o for o in outcomes if not isinstance(o, Stored)]
         if failed:
             raise RuntimeError(f"{len(failed)} snapshots not stored, first: {failed[0]}")
     return time.perf_counter() - started
@@ -73,7 +76,7 @@ def copy_rows(source: Engine, target: Engine) -> tuple[int, float]:
     with source.connect() as connection:
         setup = {
             model: [dict(row._mapping) for row in connection.execute(select(model))]
-            for model in (Address, Asset)
+            for model in (Address, AssetRow)
         }
         rows = {
             model: [dict(row._mapping) for row in connection.execute(select(model))]
@@ -106,11 +109,11 @@ def measure(
             fresh_database(kind, Path(directory), "service") as service_url,
             fresh_database(kind, Path(directory), "baseline") as baseline_url,
         ):
-            service = db.create(service_url)
-            baseline = db.create(baseline_url)
+            service = engines.create(service_url)
+            baseline = engines.create(baseline_url)
             try:
-                db.upgrade(service)
-                db.upgrade(baseline)
+                migrate.upgrade(service)
+                migrate.upgrade(baseline)
                 progress(f"ingest on {kind}: {addresses} addresses × {assets} assets, 2 polls")
                 service_seconds = write_through_service(service, polls)
                 rows, baseline_seconds = copy_rows(service, baseline)

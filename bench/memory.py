@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, Figure, progress
 from datagen import address_text, asset_hex
-from fakeapi import XCH_PATH, FakeSpacescan
+from support.fakeapi import XCH_PATH, FakeSpacescan
 
 BENCHMARK = "memory"
 RSS_GOAL = 1.1

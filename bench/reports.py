@@ -26,12 +26,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PG_ADMIN_URL, Figure, postgres_reason, progress
-from datagen import Shape, load_postgresql, load_sqlite
 from history import plans, recorded
 from sqlalchemy import Engine, create_engine, text
 
-from tracker import db, reports
+from tracker.reports.balances import balances as balances_report
+from tracker.reports.changes import change_report
+from tracker.store import engine as engines
+from tracker.store import migrate
+
+from common import PG_ADMIN_URL, Figure, postgres_reason, progress
+from datagen import Shape, load_postgresql, load_sqlite
 
 RUNS = 5
 PG_SCHEMA = "tracker_bench_reports"
@@ -54,7 +58,7 @@ def postgresql_data(shape: Shape, fresh: bool) -> Iterator[Engine]:
     """The kept data set, (re)loaded when missing, of another shape or schema, or ``fresh``."""
     admin = create_engine(PG_ADMIN_URL)
     url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{PG_SCHEMA}"
-    key = f"{shape.key()} revision={db.head_revision()}"
+    key = f"{shape.key()} revision={migrate.head_revision()}"
     try:
         with admin.begin() as connection:
             exists = connection.execute(
@@ -68,11 +72,11 @@ def postgresql_data(shape: Shape, fresh: bool) -> Iterator[Engine]:
             if fresh or not kept:
                 connection.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
                 connection.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
-        engine = db.create(url)
+        engine = engines.create(url)
         try:
             if fresh or not kept:
                 progress(f"reports on postgresql: generating {shape.describe()} (about a minute)")
-                db.upgrade(engine)
+                migrate.upgrade(engine)
                 raw = engine.raw_connection()
                 try:
                     load_postgresql(raw.driver_connection, shape, progress)
@@ -94,9 +98,9 @@ def postgresql_data(shape: Shape, fresh: bool) -> Iterator[Engine]:
 def sqlite_data(shape: Shape) -> Iterator[Engine]:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "reports.db"
-        engine = db.create(f"sqlite:///{path}")
+        engine = engines.create(f"sqlite:///{path}")
         try:
-            db.upgrade(engine)
+            migrate.upgrade(engine)
             progress(f"reports on sqlite: generating {shape.describe()}")
             load_sqlite(str(path), shape, progress)
             yield engine
@@ -106,12 +110,12 @@ def sqlite_data(shape: Shape) -> Iterator[Engine]:
 
 def figures_for(kind: str, engine: Engine, shape: Shape, show_plans: bool) -> list[Figure]:
     middle = shape.start + (shape.end - shape.start) / 2
-    report_s, rows = timed(lambda: reports.change_report(engine, period="month"))
-    at_s, balances = timed(lambda: reports.balances(engine, at=middle))
+    report_s, rows = timed(lambda: change_report(engine, period="month"))
+    at_s, balances = timed(lambda: balances_report(engine, at=middle))
     if show_plans:
         with recorded(engine) as statements:
-            reports.change_report(engine, period="month")
-            reports.balances(engine, at=middle)
+            change_report(engine, period="month")
+            balances_report(engine, at=middle)
         for plan in plans(engine, statements):
             print(f"-- {kind}\n{plan}\n", file=sys.stderr)
     if len(balances) != shape.addresses * shape.assets:

@@ -7,7 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from tracker.models import Base
+from tracker.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,8 @@ target_metadata = Base.metadata
 def _url() -> str:
     if os.environ.get("TRACKER_DATABASE_URL"):
         return os.environ["TRACKER_DATABASE_URL"]
-    from tracker.config import ConfigError, config_path, load
+    from tracker.config import config_path, load
+    from tracker.errors import ConfigError
 
     try:
         return load(config_path(None, os.environ)).database_url
@@ -46,7 +47,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from tracker.db import normalize_url
+    from tracker.store.engine import normalize_url
 
     engine = create_engine(normalize_url(_url()), poolclass=pool.NullPool)
     try:

@@ -1,84 +1,80 @@
-"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, a fake clock, a fake API."""
+"""Shared fixtures: databases on SQLite and PostgreSQL, a fake clock, a fake API, a receiver."""
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from fakeapi import FakeSpacescan
-from fakeclock import FakeClock
-from sqlalchemy import Engine, create_engine, text
-from webhooks import Receiver
+from sqlalchemy import Engine
 
-from tracker import db
-from tracker.addresses import bech32m_encode
+from tracker.store import engine as engines
 
-PG_ADMIN_URL = os.environ.get(
-    "TRACKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-_pg_state: dict[str, str | None] = {}
+from support.clock import FakeClock
+from support.databases import Templates, postgres_database
+from support.fakeapi import FakeSpacescan
+from support.webhooks import Receiver
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def _postgres_unavailable() -> str | None:
-    """None when the test server answers, else why not (checked once per run)."""
-    if "reason" not in _pg_state:
-        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            _pg_state["reason"] = None
-        except Exception as exc:
-            _pg_state["reason"] = f"PostgreSQL at {db.mask(PG_ADMIN_URL)} unreachable: " + (
-                db.describe(exc)
-            )
-        finally:
-            engine.dispose()
-    return _pg_state["reason"]
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    made = Templates(tmp_path_factory.mktemp("templates"))
+    yield made
+    made.close()
 
 
-def require_postgres() -> None:
-    reason = _postgres_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true requires PostgreSQL: {reason}")
-    pytest.skip(reason)
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL of a fresh, empty PostgreSQL schema, dropped afterwards."""
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+def db_url(backend: str, templates: Templates, tmp_path: Path) -> Iterator[str]:
+    """A database migrated to the newest schema, on each backend in turn."""
+    if backend == "sqlite":
+        yield templates.sqlite(tmp_path / "tracker.db")
+        return
+    with postgres_database(templates.postgres()) as url:
+        yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database, on each backend in turn."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tracker.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+@pytest.fixture
+def empty_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema), on each backend in turn."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tracker.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(templates: Templates) -> Iterator[str]:
+    """A migrated PostgreSQL database (for PostgreSQL-only tests)."""
+    with postgres_database(templates.postgres()) as url:
+        yield url
+
+
+@pytest.fixture
+def seeded(
+    backend: str, templates: Templates, tmp_path: Path
+) -> Iterator[Callable[[str, Callable[[Engine], None]], str]]:
+    """``seeded(key, build)``: the URL of a database holding what ``build`` wrote, built once
+    per session and backend, then copied for each test (a history several tests read)."""
+    with ExitStack() as stack:
+        yield lambda key, build: stack.enter_context(
+            templates.seeded(backend, key, build, tmp_path)
+        )
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """A database migrated to the newest schema by Alembic, as `tracker db upgrade` does."""
-    engine = db.create(db_url)
-    db.upgrade(engine)
+    """The migrated database's engine; no connection may leak."""
+    engine = engines.create(db_url)
     yield engine
     assert engine.pool.checkedout() == 0, "a connection was leaked"
     engine.dispose()
@@ -93,16 +89,6 @@ def clock() -> FakeClock:
 def fake_api() -> Iterator[FakeSpacescan]:
     with FakeSpacescan() as server:
         yield server
-
-
-def make_address(n: int, prefix: str = "xch") -> str:
-    """A valid, distinct Chia address for test number ``n``."""
-    return bech32m_encode(prefix, n.to_bytes(32, "big"))
-
-
-def make_asset(n: int) -> str:
-    """A distinct 64-hex CAT asset id."""
-    return f"{n:064x}"
 
 
 @pytest.fixture

@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_address, make_asset
 from matplotlib.image import imread
 from sqlalchemy import Engine
 
-from tracker import charts, reports
 from tracker.cli import cli
-from tracker.config import WatchedAddress
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+from tracker.domain import Asset, Observation, WatchedAddress
+from tracker.errors import TrackerError, UsageError
+from tracker.reports import charts
+from tracker.reports.series import balance_series
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
 
 MAIN, COLD = make_address(1), make_address(2)
 SBX = make_asset(0x5B)
@@ -37,20 +40,20 @@ def history(engine: Engine) -> Engine:
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(MAIN, "main"), WatchedAddress(COLD, "cold")], T0)
     infos = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        SBX: AssetInfo(SBX, None, "Spacebucks", "SBX", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        SBX: Asset(SBX, "Spacebucks", "SBX"),
     }
     for n in range(40):
         balances = {"xch": XCH if n < 10 else 3 * XCH if n < 30 else 25 * XCH // 10}
         if 5 <= n < 20:
             balances[SBX] = 9007199254740993
-        store.record_success(Observation(MAIN, day(n), day(n), balances, infos))
-    store.record_success(Observation(COLD, day(3), day(3), {"xch": 7 * XCH}, infos))
+        store.record_one(Observation(MAIN, day(n), day(n), balances, infos))
+    store.record_one(Observation(COLD, day(3), day(3), {"xch": 7 * XCH}, infos))
     return engine
 
 
 def test_series_holds_only_the_changes_exactly(history: Engine) -> None:
-    series = reports.balance_series(history, "main")
+    series = balance_series(history, "main")
     assert (series.address, series.label) == (MAIN, "main")
     xch, sbx = series.assets
     assert (xch.symbol, sbx.symbol) == ("XCH", "SBX")
@@ -70,7 +73,7 @@ def test_series_holds_only_the_changes_exactly(history: Engine) -> None:
 
 
 def test_series_window(history: Engine) -> None:
-    series = reports.balance_series(history, MAIN, "xch", since=day(12.5), until=day(31.5))
+    series = balance_series(history, MAIN, "xch", since=day(12.5), until=day(31.5))
     (xch,) = series.assets
     # Starts at --since with the balance then; ends at the last snapshot before --until.
     assert xch.points == [
@@ -79,16 +82,16 @@ def test_series_window(history: Engine) -> None:
         (day(31), Decimal("2.500000000000")),
     ]
     assert (series.since, series.until) == (day(12.5), day(31.5))
-    assert reports.balance_series(history, MAIN, since=day(39.5)).assets == []
-    early = reports.balance_series(history, MAIN, "sbx", since=day(-10), until=day(6))
+    assert balance_series(history, MAIN, since=day(39.5)).assets == []
+    early = balance_series(history, MAIN, "sbx", since=day(-10), until=day(6))
     assert early.assets[0].points[0] == (day(0), Decimal(0))  # history starts later
 
 
 def test_series_needs_an_address_when_there_are_several(history: Engine) -> None:
-    with pytest.raises(reports.AddressNeeded, match="holds 2 addresses: choose one"):
-        reports.balance_series(history)
-    with pytest.raises(reports.ReportError, match="unknown address"):
-        reports.balance_series(history, make_address(99))
+    with pytest.raises(UsageError, match="holds 2 addresses: choose one"):
+        balance_series(history)
+    with pytest.raises(TrackerError, match="unknown address"):
+        balance_series(history, make_address(99))
 
 
 @pytest.fixture
@@ -193,10 +196,10 @@ def test_many_assets_draw_the_first_panels_and_say_so(
 ) -> None:
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(MAIN, None)], T0)
-    infos = {make_asset(n): AssetInfo(make_asset(n), None, None, f"T{n:02d}", 3) for n in range(14)}
+    infos = {make_asset(n): Asset(make_asset(n), None, f"T{n:02d}") for n in range(14)}
     for n in range(3):
         balances = {asset: 1000 * (n + 1) + i for i, asset in enumerate(infos)}
-        store.record_success(Observation(MAIN, day(n), day(n), balances, infos))
+        store.record_one(Observation(MAIN, day(n), day(n), balances, infos))
     config = tmp_path / "tracker.toml"
     config.write_text(f'[database]\nurl = "{db_url}"\n')
     path = tmp_path / "many.svg"

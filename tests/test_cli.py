@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_address, make_asset
 from sqlalchemy import Engine
 
-from tracker import db
 from tracker.cli import cli
-from tracker.config import WatchedAddress
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+from tracker.domain import Asset, Observation, WatchedAddress
+from tracker.store import migrate
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
 
 MAIN = make_address(1)
 SBX = make_asset(0x5B)
@@ -28,8 +29,8 @@ def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(MAIN, "main")], T0)
     infos = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        SBX: AssetInfo(SBX, None, "Spacebucks", "SBX", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        SBX: Asset(SBX, "Spacebucks", "SBX"),
     }
     for hours, balances in [
         (0, {"xch": 10**12, SBX: 9007199254740993}),
@@ -37,7 +38,7 @@ def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
         (2, {"xch": 3, SBX: 9007199254740493}),
     ]:
         at = T0 + timedelta(hours=hours)
-        store.record_success(Observation(MAIN, at, at, balances, infos))
+        store.record_one(Observation(MAIN, at, at, balances, infos))
     path = tmp_path / "tracker.toml"
     path.write_text(
         f'[database]\nurl = "{db_url}"\n[[addresses]]\naddress = "{MAIN}"\nlabel = "main"\n'
@@ -140,7 +141,17 @@ def test_missing_config_is_exit_2(tmp_path: Path) -> None:
     assert "nowhere.toml: config file not found" in err
 
 
+def test_reading_a_missing_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "missing.db"}"\n')
+    code, _, err = invoke(path, "balances")
+    assert code == 1
+    assert "missing.db does not exist" in err
+    assert not (tmp_path / "missing.db").exists()
+
+
 def test_reading_an_empty_database_says_so(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     path = tmp_path / "tracker.toml"
     path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "empty.db"}"\n')
     code, _, err = invoke(path, "balances")
@@ -153,7 +164,7 @@ def test_db_commands(tmp_path: Path) -> None:
     path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n')
     assert invoke(path, "db", "current")[1].splitlines()[0] == "database: empty"
     code, out, _ = invoke(path, "db", "upgrade")
-    assert (code, out) == (0, f"database at revision {db.head_revision()}\n")
+    assert (code, out) == (0, f"database at revision {migrate.head_revision()}\n")
     code, _, err = invoke(path, "db", "upgrade", "--revision", "nope")
     assert code == 1
     assert err.startswith("tracker: error: ")

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,15 +15,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_address, make_asset
 from sqlalchemy import Engine, event, insert, text
 
-from tracker import db, export
 from tracker.cli import cli
-from tracker.config import WatchedAddress
-from tracker.models import Address, Asset, Snapshot, SnapshotBalance
-from tracker.output import render
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+from tracker.domain import Asset, Observation, WatchedAddress, token_id
+from tracker.reports.export import export
+from tracker.store import engine as engines
+from tracker.store import migrate
+from tracker.store.models import Address, Snapshot, SnapshotBalance
+from tracker.store.models import Asset as AssetRow
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
 
 MAIN, COLD = make_address(1), make_address(2)
 SBX, AAA = make_asset(0x5B), make_asset(0xAA)
@@ -41,10 +43,10 @@ def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(MAIN, "main"), WatchedAddress(COLD, "cold")], T0)
     infos = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        SBX: AssetInfo(SBX, "tkn1sbx", "Spacebucks", "SBX", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        SBX: Asset(SBX, "Spacebucks", "SBX"),
         # Its symbol sorts before XCH and SBX: the order must still be XCH, then asset id.
-        AAA: AssetInfo(AAA, None, None, "AAA", 3),
+        AAA: Asset(AAA, None, "AAA"),
     }
     for address, hours, balances in [
         (MAIN, 0, {"xch": 10**12, SBX: 9007199254740993}),
@@ -53,7 +55,7 @@ def config(engine: Engine, db_url: str, tmp_path: Path) -> Path:
         (MAIN, 2, {"xch": 3, SBX: 9007199254740493}),
         (COLD, 3, {"xch": 6 * 10**12}),
     ]:
-        store.record_success(Observation(address, at(hours), at(hours), balances, infos))
+        store.record_one(Observation(address, at(hours), at(hours), balances, infos))
     path = tmp_path / "tracker.toml"
     path.write_text(f'[database]\nurl = "{db_url}"\n')
     return path
@@ -106,7 +108,7 @@ def test_balances_are_the_view_row_for_row(config: Path, engine: Engine) -> None
         ("9007199254740993", "9007199254740.993"),
         ("9007199254740493", "9007199254740.493"),
     ]
-    assert sbx[0]["token_id"] == "tkn1sbx"
+    assert sbx[0]["token_id"] == token_id(SBX)
     assert sbx[0]["name"] == "Spacebucks"
     tiny = next(r for r in rows if r["balance_mojos"] == "3")
     assert tiny["balance"] == "0.000000000003"
@@ -171,7 +173,7 @@ def test_jsonl_is_one_object_per_line_with_exact_strings(config: Path) -> None:
         "address": MAIN,
         "label": "main",
         "asset_id": SBX,
-        "token_id": "tkn1sbx",
+        "token_id": token_id(SBX),
         "symbol": "SBX",
         "name": "Spacebucks",
         "taken_at": "2026-03-01T12:00:00Z",
@@ -192,14 +194,39 @@ def test_a_bad_selection_writes_nothing(config: Path) -> None:
     code, out, err = invoke(config, "--since", "2026-03-02", "--until", "2026-03-01")
     assert (code, out) == (1, "")
     assert "--until is before --since" in err
-    assert invoke(config, "--format", "json")[0] == 2
+
+
+def test_json_is_one_array_of_the_same_objects(config: Path) -> None:
+    code, out, _ = invoke(config, "--format", "json", "--asset", "xch")
+    lines = invoke(config, "--format", "jsonl", "--asset", "xch")[1].splitlines()
+    assert code == 0
+    assert json.loads(out) == [json.loads(line) for line in lines]
+    assert invoke(config, "--format", "json", "--since", "2030-01-01")[1] == "[]\n"
+
+
+def test_csv_cells_never_start_a_formula(engine: Engine, tmp_path: Path, db_url: str) -> None:
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(MAIN, '=HYPERLINK("http://x")')], T0)
+    evil = Asset(SBX, "+cmd|' /C calc'!A0", "@SUM(1)")
+    store.record_one(Observation(MAIN, T0, T0, {SBX: 5, "xch": 0}, {SBX: evil}))
+    path = tmp_path / "tracker.toml"
+    path.write_text(f'[database]\nurl = "{db_url}"\n')
+    rows = exported(path)
+    sbx = next(r for r in rows if r["asset_id"] == SBX)
+    assert sbx["label"] == '\'=HYPERLINK("http://x")'
+    assert (sbx["name"], sbx["symbol"]) == ("'+cmd|' /C calc'!A0", "'@SUM(1)")
+    xch = next(r for r in rows if r["asset_id"] == "xch")
+    assert xch["balance"] == "0.000000000000"  # numbers are not text: never escaped
+    jsonl = invoke(path, "--format", "jsonl")[1]
+    assert json.loads(jsonl.splitlines()[1])["label"] == '=HYPERLINK("http://x")'  # JSON is data
 
 
 @pytest.mark.postgres
-def test_postgres_streams_through_a_server_side_cursor(pg_url: str) -> None:
-    engine = db.create(pg_url)
+def test_postgres_streams_jsonl_through_a_server_side_cursor_and_csv_through_copy(
+    pg_url: str,
+) -> None:
+    engine = engines.create(pg_url)
     try:
-        db.upgrade(engine)
         fill(engine, snapshots=30, assets=5)
         cursors: list[str] = []
 
@@ -207,10 +234,15 @@ def test_postgres_streams_through_a_server_side_cursor(pg_url: str) -> None:
         def spy(*args: Any) -> None:
             cursors.append(type(args[1]).__name__)
 
-        rows = export.balances(engine)
-        assert cursors == []  # selection resolved, nothing read yet
-        assert sum(1 for _ in rows) == 150
+        out = io.StringIO()
+        assert export(engine, out, fmt="jsonl") == 150
         assert cursors[-1] == "ServerCursor"
+        jsonl = [json.loads(line) for line in out.getvalue().splitlines()]
+        out = io.StringIO()
+        assert export(engine, out, fmt="csv") == 150
+        assert [dict(row) for row in csv.DictReader(io.StringIO(out.getvalue()))] == [
+            {key: "" if value is None else value for key, value in row.items()} for row in jsonl
+        ]
         assert engine.pool.checkedout() == 0
     finally:
         engine.dispose()
@@ -231,7 +263,7 @@ def fill(engine: Engine, *, snapshots: int, assets: int) -> int:
             insert(Address).values(id=1, address=address, label="big", added_at=start)
         )
         connection.execute(
-            insert(Asset),
+            insert(AssetRow),
             [
                 {"id": n + 1, "asset_id": asset, "symbol": f"T{n}", "decimals": 3}
                 for n, asset in enumerate(ids)
@@ -265,46 +297,39 @@ class Tally(io.TextIOBase):
         return len(text)
 
 
-@pytest.mark.slow  # ~12 s: tracemalloc slows Python down a few times
 def test_a_large_export_runs_in_constant_memory(tmp_path: Path) -> None:
-    engine = db.create(f"sqlite:///{tmp_path / 'big.db'}")
+    engine = engines.create(f"sqlite:///{tmp_path / 'big.db'}")
     try:
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         snapshots, assets = 20_000, 10
         total = fill(engine, snapshots=snapshots, assets=assets)
 
         # What holding the rows would cost, measured on a sample of 2,000.
         tracemalloc.start()
-        sample = list(_limited(export.balances(engine), 2000))
+        with engine.connect() as connection:
+            sample = connection.execute(text("SELECT * FROM balance_history LIMIT 2000")).all()
         held = tracemalloc.get_traced_memory()[0] * (snapshots * assets) // len(sample)
         tracemalloc.stop()
         del sample
 
         sink = Tally()
         tracemalloc.start()
-        count = render(export.balances(engine), export.BALANCE_COLUMNS, "csv", sink)
+        count = export(engine, sink)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     finally:
         engine.dispose()
     assert count == sink.lines - 1 == snapshots * assets
     assert sink.mojos == total  # every row, exact
-    assert held > 100 * 2**20, held  # the 200,000 rows would take over 100 MB...
-    assert peak < 20 * 2**20, peak  # ...the stream stays far below (a few MB)
-
-
-def _limited(rows: Iterator[export.BalanceExportRow], n: int) -> Iterator[export.BalanceExportRow]:
-    for index, row in enumerate(rows):
-        if index == n:
-            return
-        yield row
+    assert held > 50 * 2**20, held  # the 200,000 rows would take over 50 MB...
+    assert peak < 10 * 2**20, peak  # ...the stream stays far below (a few MB)
 
 
 def test_a_reader_that_stops_early_ends_the_export_quietly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'pipe.db'}"
-    engine = db.create(url)
+    engine = engines.create(url)
     try:
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         fill(engine, snapshots=2000, assets=5)  # ~1 MB of CSV: far more than a pipe holds
     finally:
         engine.dispose()

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import requests
-from fakeapi import ALL_FAULTS, PUSHED, FakeSpacescan, Response, Served
 from urllib3.util import SKIP_HEADER
+
+from support.fakeapi import ALL_FAULTS, PUSHED, FakeSpacescan, Response, Served
 
 ADDRESS = "xch1a6cd558gqsz2hch5pt0l8mx7zhavf32q5lyde09zjtqcmkelr9ns59k0j8"
 BURN = "xch1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqm6ks6e8mvy"
@@ -412,7 +413,7 @@ def test_restart_keeps_port_and_log() -> None:
 
 
 def test_standalone_main_serves_until_interrupted() -> None:
-    script = Path(__file__).with_name("fakeapi.py")
+    script = Path(__file__).parent / "support" / "fakeapi.py"
     args = [sys.executable, str(script), "--port", "0", "--address", ADDRESS, "--xch-mojos", "42"]
     with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None

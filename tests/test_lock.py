@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,15 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PG_ADMIN_URL
-from fakeapi import FakeSpacescan
 from sqlalchemy import create_engine, text
-from test_e2e import ALICE, API_KEY, BOB, query, tracker, write_config
 
 from tracker.clock import SystemClock
-from tracker.lock import DaemonLock, LockHeld, lock_key
+from tracker.store.advisory import lock_key
+from tracker.store.lock import DaemonLock, LockHeld
+
+from support import make_address
+from support.databases import PG_ADMIN_URL, query
+from support.fakeapi import FakeSpacescan
+from support.process import Daemon, run_tracker, write_config
 
 FAST = 0.05  # retry interval of a waiting acquire in these tests
+ALICE, BOB = make_address(11), make_address(12)
+API_KEY = "test-key-4f1c9a77e2"
 
 
 def me() -> str:
@@ -107,9 +109,9 @@ def test_stopping_the_clock_ends_a_wait(db_url: str) -> None:
         time.sleep(0.5)
         started = time.monotonic()
         clock.stop()  # what SIGTERM does during `tracker run --wait`
-        waiter.join(10)
+        waiter.join(30)
         assert got == [False]
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 30, "the 60 s wait was not cut short"
     finally:
         first.release()
         waiter.join(10)
@@ -130,20 +132,30 @@ def test_sqlite_lock_file_holds_the_holder(tmp_path: Path) -> None:
     assert (tmp_path / "tracker.db.lock").read_text() == ""
 
 
-def test_sqlite_deleted_lock_file_is_taken_again(
+def test_sqlite_lock_follows_the_file_not_its_name(tmp_path: Path) -> None:
+    """Two names of one file (a hard link) are one database: one daemon."""
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    clock = SystemClock()
+    with DaemonLock(url, clock=clock):
+        os.link(tmp_path / "tracker.db", tmp_path / "alias.db")
+        with pytest.raises(LockHeld) as raised:
+            DaemonLock(f"sqlite:///{tmp_path / 'alias.db'}", clock=clock).acquire()
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in str(raised.value)
+
+
+def test_sqlite_replaced_database_file_is_locked_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"sqlite:///{tmp_path / 'tracker.db'}"
     clock = SystemClock()
-    lock_file = tmp_path / "tracker.db.lock"
+    database = tmp_path / "tracker.db"
     with DaemonLock(url, clock=clock) as lock:
-        lock_file.unlink()
+        database.unlink()  # a restore from backup, say: a new file under the same name
         assert not lock.check()
         assert lock.ensure()
         assert lock.check()
-        assert lock_file.read_text()
-        # Deleted again, and another daemon locks the new file first: no second poller.
-        lock_file.unlink()
+        # Replaced again, and another daemon locks the new file first: no second poller.
+        database.unlink()
         with DaemonLock(url, clock=clock):
             assert not lock.ensure()
             assert "another tracker took the daemon lock" in caplog.text
@@ -180,7 +192,8 @@ def test_postgres_lock_names_the_process(pg_url: str) -> None:
     with DaemonLock(pg_url, clock=clock) as first:
         names = query(
             PG_ADMIN_URL,
-            f"SELECT application_name FROM pg_stat_activity WHERE pid = {first.backend_pid}",
+            "SELECT application_name FROM pg_stat_activity WHERE pid = :pid",
+            pid=first.backend_pid,
         )
         assert names == [(f"tracker run pid={os.getpid()} host={socket.gethostname()}"[:63],)]
         with pytest.raises(LockHeld, match=me()):
@@ -241,50 +254,18 @@ def test_postgres_schemas_have_their_own_lock(pg_url: str) -> None:
 # -- two real daemons ------------------------------------------------------------------------------
 
 
-class Run:
-    """`tracker run` as a real process whose log (stderr) can be read while it runs."""
+def run(config: Path, *args: str) -> Daemon:
+    return Daemon(config, args=args, env={"SPACESCAN_API_KEY": API_KEY})
 
-    def __init__(self, config: Path, *args: str) -> None:
-        self.log = config.with_name(f"run-{uuid.uuid4().hex[:8]}.log")
-        self._file = self.log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "--config", str(config), "run", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=self._file,
-            text=True,
-            env={**os.environ, "SPACESCAN_API_KEY": API_KEY},
-        )
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_for(self, needle: str, timeout: float = 30) -> bool:
-        deadline = time.monotonic() + timeout
-        while needle not in self.output():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                return needle in self.output()
-            time.sleep(0.1)
-        return True
-
-    def terminate(self) -> float:
-        """SIGTERM; how long the process took to exit."""
-        self.process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        self.process.wait(timeout=30)
-        return time.monotonic() - started
-
-    def __enter__(self) -> Run:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._file.close()
+def config_for(tmp_path: Path, api_url: str, db_url: str) -> Path:
+    return write_config(
+        tmp_path / "tracker.toml",
+        db_url=db_url,
+        api_url=api_url,
+        addresses=[(ALICE, "alice"), BOB],
+        interval=1,
+    )
 
 
 @pytest.fixture
@@ -298,12 +279,10 @@ def api() -> Iterator[FakeSpacescan]:
 def test_second_daemon_exits_2_naming_the_first(
     api: FakeSpacescan, db_url: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "tracker.toml", api.url, db_url, interval=1)
-    with Run(config) as first:
-        assert api.wait_count(4, timeout=30), "the first daemon did not poll"
-        started = time.monotonic()
-        second = tracker("--config", str(config), "run", env={"SPACESCAN_API_KEY": API_KEY})
-        assert time.monotonic() - started < 15
+    config = config_for(tmp_path, api.url, db_url)
+    with run(config) as first:
+        first.wait_for("a poll", lambda: first.polls())
+        second = run_tracker("--config", str(config), "run", env={"SPACESCAN_API_KEY": API_KEY})
         assert second.returncode == 2, second.stderr
         assert second.stderr.count("\n") == 1
         line = second.stderr.strip()
@@ -313,17 +292,18 @@ def test_second_daemon_exits_2_naming_the_first(
         )
         assert line.endswith("); stop it or use --wait")
         # The first keeps polling.
-        seen = api.count()
-        assert api.wait_count(seen + 8, timeout=30)
-        assert first.process.poll() is None
-        # A waiting daemon stops at once on SIGTERM, with status 0.
-        with Run(config, "--wait") as waiting:
-            assert waiting.wait_for(f"waiting for the daemon lock held by pid {first.pid} on ")
-            assert waiting.terminate() < 5
-            assert waiting.process.returncode == 0, waiting.output()
+        seen = len(first.polls())
+        first.wait_for("two more polls", lambda: len(first.polls()) >= seen + 2)
+        # A waiting daemon stops on SIGTERM, with status 0.
+        with run(config, "--wait") as waiting:
+            waiting.wait_for_line(f"waiting for the daemon lock held by pid {first.pid} on ")
+            status, _, took = waiting.terminate()
+            assert status == 0, waiting.output()
+            assert took < 10
             assert "poll finished" not in waiting.output()
-        assert first.terminate() < 10
-        assert first.process.returncode == 0, first.output()
+        status, _, took = first.terminate()
+        assert status == 0, first.output()
+        assert took < 10
     assert "Traceback" not in first.output() + waiting.output()
     assert "poll skipped" not in first.output()
 
@@ -331,19 +311,20 @@ def test_second_daemon_exits_2_naming_the_first(
 def test_waiting_daemon_takes_over_when_the_first_stops(
     api: FakeSpacescan, db_url: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path / "tracker.toml", api.url, db_url, interval=1)
-    with Run(config) as first:
-        assert first.wait_for("poll finished"), first.output()
-        with Run(config, "--wait") as second:
-            assert second.wait_for(f"waiting for the daemon lock held by pid {first.pid} on ")
-            time.sleep(2)
+    config = config_for(tmp_path, api.url, db_url)
+    with run(config) as first:
+        first.wait_for_line("poll finished")
+        with run(config, "--wait") as second:
+            second.wait_for_line(f"waiting for the daemon lock held by pid {first.pid} on ")
+            polls = len(first.polls())
+            first.wait_for("another poll of the first", lambda: len(first.polls()) > polls)
             assert "poll finished" not in second.output()
-            assert first.terminate() < 10
-            assert first.process.returncode == 0, first.output()
-            assert second.wait_for("poll finished"), second.output()
+            status, _, _ = first.terminate()
+            assert status == 0, first.output()
+            second.wait_for_line("poll finished")
             assert "daemon lock acquired" in second.output()
-            assert second.terminate() < 10
-            assert second.process.returncode == 0, second.output()
+            status, _, _ = second.terminate()
+            assert status == 0, second.output()
     assert "Traceback" not in first.output() + second.output()
     # The second daemon's first poll compared with the first daemon's last: no change found.
     assert query(db_url, "SELECT count(*) FROM deltas") == [(0,)]

@@ -2,43 +2,53 @@
 
 from __future__ import annotations
 
+import ast
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from tracker import db
-from tracker.models import Base
+from tracker.domain import WatchedAddress
+from tracker.errors import StoreError
+from tracker.store import engine as engines
+from tracker.store import migrate
+from tracker.store.models import Base
+from tracker.store.writer import SnapshotStore
+
+from support import ROOT, make_address
+from support.history import observe
 
 TABLES = {"addresses", "assets", "snapshots", "snapshot_balances", "deltas", "poll_attempts"}
 VIEWS = {"balance_history", "balance_changes"}
 
 
-def test_upgrade_downgrade_upgrade(db_url: str) -> None:
-    engine = db.create(db_url)
+def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
+    engine = engines.create(empty_db_url)
     try:
-        assert db.current_revision(engine) is None
-        db.upgrade(engine)
-        assert db.current_revision(engine) == db.head_revision()
+        assert migrate.current_revision(engine) is None
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
         assert set(inspect(engine).get_table_names()) >= TABLES
         assert set(inspect(engine).get_view_names()) == VIEWS
 
-        db.downgrade(engine, "base")
-        assert db.current_revision(engine) is None
+        migrate.downgrade(engine, "base")
+        assert migrate.current_revision(engine) is None
         assert not TABLES & set(inspect(engine).get_table_names())
         assert inspect(engine).get_view_names() == []
 
-        assert db.ensure_current(engine) is True
-        assert db.ensure_current(engine) is False
+        assert migrate.ensure_current(engine) is True
+        assert migrate.ensure_current(engine) is False
         assert set(inspect(engine).get_view_names()) == VIEWS
     finally:
         engine.dispose()
 
 
 def test_models_match_the_migrations(db_url: str) -> None:
-    engine = db.create(db_url)
+    engine = engines.create(db_url)
     try:
-        db.upgrade(engine)
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
@@ -46,47 +56,54 @@ def test_models_match_the_migrations(db_url: str) -> None:
         engine.dispose()
 
 
+def test_migrations_import_only_the_frozen_sql() -> None:
+    """A migration that ran must mean the same forever: it may not follow the live code."""
+    for path in sorted((ROOT / "migrations" / "versions").glob("*.py")):
+        imported = {
+            node.module or ""
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+        } | {
+            alias.name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        ours = {name for name in imported if name.startswith("tracker")}
+        assert ours <= {"tracker.store.frozen"}, f"{Path(path).name} imports {ours}"
+
+
 def test_a_database_from_a_newer_tracker_is_refused(db_url: str) -> None:
-    engine = db.create(db_url)
+    engine = engines.create(db_url)
     try:
-        db.upgrade(engine)
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
-        with pytest.raises(db.DatabaseError, match="revision 9999, newer than this tracker"):
-            db.ensure_current(engine)
+        with pytest.raises(StoreError, match="revision 9999, newer than this tracker"):
+            migrate.ensure_current(engine)
     finally:
         engine.dispose()
 
 
 def test_upgrading_copies_each_deltas_address_and_time_from_its_snapshot(db_url: str) -> None:
     """0003 fills the new delta columns of an existing history; the view reads as before."""
-    from datetime import UTC, datetime, timedelta
-
-    from conftest import make_address
-    from sqlalchemy import text
-
-    from tracker.config import WatchedAddress
-    from tracker.snapshots import AssetInfo, Observation, SnapshotStore
-
-    engine = db.create(db_url)
+    engine = engines.create(db_url)
     try:
-        db.upgrade(engine)
         store = SnapshotStore(engine)
         who = [make_address(1), make_address(2)]
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
         store.sync_addresses([WatchedAddress(a, None) for a in who], t0)
-        info = {"xch": AssetInfo("xch", None, "Chia", "XCH", 12)}
         for n in range(3):
             for k, address in enumerate(who):
-                at = t0 + timedelta(hours=n, seconds=k)
-                store.record_success(Observation(address, at, at, {"xch": 10 * n + k}, info))
+                store.record_one(
+                    observe(address, t0 + timedelta(hours=n, seconds=k), {"xch": 10 * n + k})
+                )
         view = (
             "SELECT address, taken_at, previous_taken_at, delta FROM balance_changes ORDER BY 1, 2"
         )
         with engine.connect() as connection:
             before = connection.execute(text(view)).all()
-        db.downgrade(engine, "0002")
-        db.upgrade(engine)
+        migrate.downgrade(engine, "0002")
+        migrate.upgrade(engine)
         with engine.connect() as connection:
             assert connection.execute(text(view)).all() == before
             copied = connection.execute(

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-from conftest import make_address, make_asset
-from fakeclock import FakeClock
-from webhooks import Receiver
+from tracker.domain import Asset, AssetDelta, Observation
+from tracker.service.notify import WebhookNotifier
+from tracker.service.poller import AddressResult, PollSummary
+from tracker.sources import http
 
-from tracker.deltas import AssetDelta
-from tracker.notify import WebhookNotifier
-from tracker.poller import AddressResult, PollSummary
-from tracker.snapshots import AssetInfo, Observation
+from support import make_address, make_asset
+from support.clock import FakeClock
+from support.process import wait_for
+from support.webhooks import Receiver
 
 ADDRESS = make_address(8)
 CAT = make_asset(0xCA7)
@@ -23,8 +22,8 @@ T = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
 
 def summary() -> PollSummary:
     assets = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        CAT: AssetInfo(CAT, None, "Cat", "CAT", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        CAT: Asset(CAT, "Cat", "CAT"),
     }
     observation = Observation(ADDRESS, T, T, {"xch": 250_000_000_000}, assets)
     deltas = (AssetDelta("xch", 1_000_000_000_000, 250_000_000_000), AssetDelta(CAT, 1500, 0))
@@ -35,15 +34,8 @@ def summary() -> PollSummary:
     return PollSummary((result, failed), 1.0)
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_one_post_per_delta_with_exact_amounts(receiver: Receiver) -> None:
-    with requests.Session() as session:
+    with http.session() as session:
         notifier = WebhookNotifier(receiver.url, session=session, clock=FakeClock()).start()
         notifier.notify(summary())
         notifier.stop(drain_seconds=10)
@@ -77,14 +69,20 @@ def test_one_post_per_delta_with_exact_amounts(receiver: Receiver) -> None:
     ]
     assert receiver.headers_seen[0]["Content-Type"] == "application/json"
     assert notifier.sent == 2
-    assert notifier.target == f"127.0.0.1:{receiver.server_port}"
+    assert notifier.target == f"http://127.0.0.1:{receiver.server_port}"
+
+
+def test_the_log_names_only_the_webhook_origin() -> None:
+    secret = "https://hookuser:HookPa55Secret@hooks.example:8443/path/T0KEN?token=abc123"
+    notifier = WebhookNotifier(secret, session=http.session(), clock=FakeClock())
+    assert notifier.target == "https://hooks.example:8443"
 
 
 def test_failures_are_retried_then_counted(receiver: Receiver, caplog: Any) -> None:
     receiver.statuses = [503, 500, 503, 503, 503]
     clock = FakeClock()
     failures: list[int] = []
-    with requests.Session() as session:
+    with http.session() as session:
         notifier = WebhookNotifier(
             receiver.url,
             session=session,
@@ -103,10 +101,11 @@ def test_failures_are_retried_then_counted(receiver: Receiver, caplog: Any) -> N
 
 
 def test_a_slow_webhook_never_blocks_the_poll(receiver: Receiver) -> None:
-    receiver.delay = 1.0
-    with requests.Session() as session:
+    receiver.hold.clear()
+    with http.session() as session:
         notifier = WebhookNotifier(receiver.url, session=session, clock=FakeClock()).start()
         notifier.notify(summary())
         assert receiver.received == []  # notify() returned while the first POST still waits
-        wait_for(lambda: len(receiver.received) == 2)
+        receiver.hold.set()
+        wait_for(lambda: len(receiver.received) == 2, "both notifications")
         notifier.stop(drain_seconds=5)

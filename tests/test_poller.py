@@ -5,21 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import requests
 import responses
-from conftest import make_address, make_asset
-from fakeclock import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from tracker import db
-from tracker.config import WatchedAddress
-from tracker.models import PollAttempt, Snapshot, SnapshotBalance
-from tracker.poller import Poller
-from tracker.ratelimit import RateBudget, RetryPolicy
-from tracker.snapshots import SnapshotStore
-from tracker.spacescan import SpacescanClient
+from tracker.domain import WatchedAddress
+from tracker.retry import RetryPolicy
+from tracker.service.poller import Poller
+from tracker.sources import http
+from tracker.sources.budget import RateBudget
+from tracker.sources.spacescan import SpacescanSource
+from tracker.store import engine as engines
+from tracker.store import migrate
+from tracker.store.models import PollAttempt, Snapshot, SnapshotBalance
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
+from support.clock import FakeClock
 
 BASE = "https://api.example.test"
 GOOD, BAD = make_address(1), make_address(2)
@@ -27,14 +30,14 @@ CAT = make_asset(0xC)
 
 
 def make_poller(engine: Engine, clock: FakeClock) -> Poller:
-    client = SpacescanClient(
+    client = SpacescanSource(
         BASE,
-        session=requests.Session(),
+        session=http.session(),
         budget=RateBudget(6000, clock),
         clock=clock,
         retry=RetryPolicy(max_attempts=2),
     )
-    return Poller(client, SnapshotStore(engine), clock, concurrency=2)
+    return Poller(client, SnapshotStore(engine, clock), clock, concurrency=2)
 
 
 def serve_good(mock: responses.RequestsMock, address: str) -> None:
@@ -110,8 +113,8 @@ garbage = st.one_of(
 
 
 def test_garbage_answers_never_become_snapshots(tmp_path: Path) -> None:
-    engine = db.create(f"sqlite:///{tmp_path / 'garbage.db'}")
-    db.upgrade(engine)
+    engine = engines.create(f"sqlite:///{tmp_path / 'garbage.db'}")
+    migrate.upgrade(engine)
     clock = FakeClock()
     poller = make_poller(engine, clock)
     polls = 0

@@ -6,12 +6,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from conftest import make_address, make_asset
 from sqlalchemy import Engine, text
 
-from tracker import reports
-from tracker.config import WatchedAddress
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+from tracker.domain import Asset, Observation, WatchedAddress, units
+from tracker.errors import NotFound, UsageError
+from tracker.reports.balances import balances
+from tracker.reports.balances import history as address_history
+from tracker.reports.changes import change_report
+from tracker.reports.periods import PERIODS
+from tracker.reports.selection import Selection
+from tracker.reports.status import status
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
 
 MAIN, COLD = make_address(1), make_address(2)
 SBX = make_asset(0x5B)
@@ -23,17 +30,17 @@ def at(hours: float) -> datetime:
 
 
 @pytest.fixture
-def history(engine: Engine) -> Engine:
+def known(engine: Engine) -> Engine:
     """MAIN: XCH 1 → 3 → 3 → 2.5 and SBX appears at h1 and leaves at h3; COLD: XCH 7 from h2."""
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(MAIN, "main"), WatchedAddress(COLD, "cold")], T0)
     infos = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        SBX: AssetInfo(SBX, "tkn1...", "Spacebucks", "SBX", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        SBX: Asset(SBX, "Spacebucks", "SBX"),
     }
 
     def snap(address: str, hours: float, balances: dict[str, int]) -> None:
-        store.record_success(Observation(address, at(hours), at(hours), balances, infos))
+        store.record_one(Observation(address, at(hours), at(hours), balances, infos))
 
     snap(MAIN, 0, {"xch": 10**12})
     snap(MAIN, 1, {"xch": 3 * 10**12, SBX: 1500})
@@ -43,21 +50,19 @@ def history(engine: Engine) -> Engine:
     return engine
 
 
-def test_latest_balances(history: Engine) -> None:
-    rows = reports.balances(history)
+def test_latest_balances(known: Engine) -> None:
+    rows = balances(known)
     assert [(r.address, r.label, r.asset_id, r.balance, r.taken_at) for r in rows] == sorted(
         [
             (MAIN, "main", "xch", Decimal("2.500000000000"), at(3)),
             (COLD, "cold", "xch", Decimal("7.000000000000"), at(2)),
         ]
     )
-    assert (
-        reports.balances(history, reports.Selection(address="cold"))[0].balance_mojos == 7 * 10**12
-    )
+    assert balances(known, Selection(address="cold"))[0].balance_mojos == 7 * 10**12
 
 
-def test_report_over_all_history(history: Engine) -> None:
-    rows = {(r.address, r.asset_id): r for r in reports.change_report(history)}
+def test_report_over_all_history(known: Engine) -> None:
+    rows = {(r.address, r.asset_id): r for r in change_report(known)}
     xch = rows[(MAIN, "xch")]
     assert (xch.start_balance, xch.end_balance, xch.change, xch.changes) == (
         Decimal("1.000000000000"),
@@ -78,45 +83,41 @@ def test_report_over_all_history(history: Engine) -> None:
     assert (cold.change_mojos, cold.changes) == (0, 0)
 
 
-def test_report_window(history: Engine) -> None:
-    rows = reports.change_report(
-        history, since=at(1.5), until=at(2.5), selection=reports.Selection(address="main")
-    )
+def test_report_window(known: Engine) -> None:
+    rows = change_report(known, since=at(1.5), until=at(2.5), selection=Selection(address="main"))
     assert {r.asset_id: (r.start_balance_mojos, r.end_balance_mojos, r.changes) for r in rows} == {
         "xch": (3 * 10**12, 3 * 10**12, 0),
         SBX: (1500, 1500, 0),
     }
-    later = reports.change_report(history, since=at(2.5), selection=reports.Selection(address=MAIN))
+    later = change_report(known, since=at(2.5), selection=Selection(address=MAIN))
     assert {r.asset_id: (r.change_mojos, r.changes) for r in later} == {
         "xch": (-5 * 10**11, 1),
         SBX: (-1500, 1),
     }
     # A window that starts before the history uses the first snapshot as its start.
-    early = reports.change_report(
-        history, since=at(-10), until=at(1), selection=reports.Selection(address=MAIN)
-    )
+    early = change_report(known, since=at(-10), until=at(1), selection=Selection(address=MAIN))
     assert {r.asset_id: (r.change_mojos, r.changes) for r in early} == {
         "xch": (2 * 10**12, 1),
         SBX: (1500, 1),
     }
-    assert reports.change_report(history, until=at(-1)) == []
+    assert change_report(known, until=at(-1)) == []
 
 
-def test_change_equals_the_sum_of_deltas(history: Engine) -> None:
-    with history.connect() as connection:
+def test_change_equals_the_sum_of_deltas(known: Engine) -> None:
+    with known.connect() as connection:
         rows = connection.execute(
             text("SELECT address, asset_id, delta_mojos FROM balance_changes")
         ).all()
     sums: dict[tuple[str, str], int] = {}
     for address, asset, delta in rows:
         sums[(address, asset)] = sums.get((address, asset), 0) + delta
-    report = reports.change_report(history)
+    report = change_report(known)
     assert {(r.address, r.asset_id): r.change_mojos for r in report if r.changes} == sums
     assert sum(r.changes for r in report) == len(rows)
 
 
-def test_history_keeps_assets_visible_at_zero(history: Engine) -> None:
-    rows = reports.history(history, MAIN)
+def test_history_keeps_assets_visible_at_zero(known: Engine) -> None:
+    rows = address_history(known, MAIN)
     assert [(r.taken_at, r.asset_id, r.balance_mojos) for r in rows] == [
         (at(0), "xch", 10**12),
         (at(1), "xch", 3 * 10**12),
@@ -126,7 +127,7 @@ def test_history_keeps_assets_visible_at_zero(history: Engine) -> None:
         (at(3), "xch", 25 * 10**11),
         (at(3), SBX, 0),
     ]
-    only = reports.history(history, "main", "sbx")
+    only = address_history(known, "main", "sbx")
     assert [(r.taken_at, r.balance) for r in only] == [
         (at(1), Decimal("1.500")),
         (at(2), Decimal("1.500")),
@@ -134,13 +135,13 @@ def test_history_keeps_assets_visible_at_zero(history: Engine) -> None:
     ]
 
 
-def test_unknown_address_or_asset_is_a_clear_error(history: Engine) -> None:
-    with pytest.raises(reports.ReportError, match="unknown address"):
-        reports.history(history, make_address(99))
-    with pytest.raises(reports.ReportError, match="unknown asset"):
-        reports.history(history, MAIN, "nope")
-    with pytest.raises(reports.ReportError, match="before"):
-        reports.change_report(history, since=at(2), until=at(1))
+def test_unknown_address_or_asset_is_a_clear_error(known: Engine) -> None:
+    with pytest.raises(NotFound, match="unknown address"):
+        address_history(known, make_address(99))
+    with pytest.raises(NotFound, match="unknown asset"):
+        address_history(known, MAIN, "nope")
+    with pytest.raises(UsageError, match="before"):
+        change_report(known, since=at(2), until=at(1))
 
 
 FUND_A, FUND_B = make_address(21), make_address(22)
@@ -157,10 +158,10 @@ def months(engine: Engine) -> Engine:
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(FUND_A, "fund"), WatchedAddress(FUND_B, "fund")], T0)
     infos = {
-        "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-        SBX: AssetInfo(SBX, None, "Spacebucks", "SBX", 3),
+        "xch": Asset("xch", "Chia", "XCH"),
+        SBX: Asset(SBX, "Spacebucks", "SBX"),
     }
-    for address, when, balances in [
+    for address, when, held in [
         (FUND_A, "2026-01-15T10:00", {"xch": 10 * XCH}),
         (FUND_A, "2026-01-20T10:00", {"xch": 12 * XCH}),
         (FUND_B, "2026-02-10T10:00", {"xch": 100 * XCH}),
@@ -168,7 +169,7 @@ def months(engine: Engine) -> Engine:
         (FUND_A, "2026-03-06T10:00", {"xch": 7 * XCH, SBX: 1000}),
         (FUND_B, "2026-03-10T10:00", {"xch": 90 * XCH}),
     ]:
-        store.record_success(Observation(address, day(when), day(when), balances, infos))
+        store.record_one(Observation(address, day(when), day(when), held, infos))
     store.record_failure(
         FUND_B, day("2026-03-11"), day("2026-03-11"), "HTTP 503 (after 4 attempts)"
     )
@@ -176,7 +177,7 @@ def months(engine: Engine) -> Engine:
 
 
 def test_monthly_report_shows_empty_periods_as_no_change(months: Engine) -> None:
-    rows = reports.change_report(months, period="month", selection=reports.Selection(label="fund"))
+    rows = change_report(months, period="month", selection=Selection(label="fund"))
     got = {
         (r.address, r.period, r.asset_id): (r.start_balance_mojos, r.end_balance_mojos, r.changes)
         for r in rows
@@ -195,9 +196,9 @@ def test_monthly_report_shows_empty_periods_as_no_change(months: Engine) -> None
 
 
 def test_periods_sum_to_the_whole_window(months: Engine) -> None:
-    for period in reports.PERIODS:
-        rows = reports.change_report(months, period=period)
-        whole = reports.change_report(months)
+    for period in PERIODS:
+        rows = change_report(months, period=period)
+        whole = change_report(months)
         for row in whole:
             parts = [r for r in rows if (r.address, r.asset_id) == (row.address, row.asset_id)]
             assert sum(r.change_mojos for r in parts) == row.change_mojos, period
@@ -205,19 +206,19 @@ def test_periods_sum_to_the_whole_window(months: Engine) -> None:
 
 
 def test_weekly_and_daily_periods_are_utc_iso(months: Engine) -> None:
-    weeks = reports.change_report(
+    weeks = change_report(
         months, since=day("2026-01-14"), until=day("2026-01-25T23:59"), period="week"
     )
     assert [(r.period, r.start_at.date().isoformat(), r.changes) for r in weeks] == [
         ("2026-W03", "2026-01-12", 0),
         ("2026-W04", "2026-01-19", 1),
     ]
-    days = reports.change_report(
+    days = change_report(
         months,
         since=day("2026-03-05"),
         until=day("2026-03-07"),
         period="day",
-        selection=reports.Selection(address=FUND_A, asset="xch"),
+        selection=Selection(address=FUND_A, asset="xch"),
     )
     assert [(r.period, r.change_mojos) for r in days] == [
         ("2026-03-05", 0),
@@ -227,12 +228,12 @@ def test_weekly_and_daily_periods_are_utc_iso(months: Engine) -> None:
 
 
 def test_total_is_the_portfolio_per_asset(months: Engine) -> None:
-    total = reports.change_report(months, since=day("2026-02-15"), total=True)
+    total = change_report(months, since=day("2026-02-15"), total=True)
     assert [(r.address, r.asset_id, r.start_balance, r.end_balance, r.changes) for r in total] == [
         (None, "xch", Decimal("112.000000000000"), Decimal("97.000000000000"), 2),
         (None, SBX, Decimal("0.000"), Decimal("1.000"), 1),
     ]
-    monthly = reports.change_report(months, period="month", total=True)
+    monthly = change_report(months, period="month", total=True)
     assert [(r.period, r.asset_id, r.end_balance_mojos) for r in monthly] == [
         ("2026-01", "xch", 12 * XCH),
         ("2026-02", "xch", 112 * XCH),
@@ -242,33 +243,31 @@ def test_total_is_the_portfolio_per_asset(months: Engine) -> None:
 
 
 def test_balances_at_a_moment(months: Engine) -> None:
-    rows = reports.balances(months, at=day("2026-02-15"))
+    rows = balances(months, at=day("2026-02-15"))
     assert [(r.address, r.asset_id, r.balance_mojos, r.taken_at) for r in rows] == sorted(
         [
             (FUND_A, "xch", 12 * XCH, day("2026-01-20T10:00")),
             (FUND_B, "xch", 100 * XCH, day("2026-02-10T10:00")),
         ]
     )
-    assert reports.balances(months, at=day("2026-01-01")) == []
-    exact = reports.balances(
-        months, at=day("2026-03-05T10:00"), selection=reports.Selection(asset="SBX")
-    )
+    assert balances(months, at=day("2026-01-01")) == []
+    exact = balances(months, at=day("2026-03-05T10:00"), selection=Selection(asset="SBX"))
     assert [(r.address, r.balance) for r in exact] == [(FUND_A, Decimal("1.000"))]
 
 
 def test_label_selects_every_address_with_it(months: Engine) -> None:
-    assert {r.address for r in reports.balances(months, reports.Selection(label="fund"))} == {
+    assert {r.address for r in balances(months, Selection(label="fund"))} == {
         FUND_A,
         FUND_B,
     }
-    with pytest.raises(reports.ReportError, match="several addresses"):
-        reports.balances(months, reports.Selection(address="fund"))
-    with pytest.raises(reports.ReportError, match="no address has the label"):
-        reports.balances(months, reports.Selection(label="nobody"))
+    with pytest.raises(NotFound, match="several addresses"):
+        balances(months, Selection(address="fund"))
+    with pytest.raises(NotFound, match="no address has the label"):
+        balances(months, Selection(label="nobody"))
 
 
 def test_status_shows_failures_since_the_last_success(months: Engine) -> None:
-    rows = {r.address: r for r in reports.status(months)}
+    rows = {r.address: r for r in status(months)}
     assert rows[FUND_A].consecutive_failures == 0
     assert rows[FUND_A].last_success == day("2026-03-06T10:00")
     assert rows[FUND_A].snapshots == 4
@@ -279,5 +278,5 @@ def test_status_shows_failures_since_the_last_success(months: Engine) -> None:
 
 def test_units_stay_exact_beyond_the_default_decimal_precision() -> None:
     # A portfolio total of many large balances can pass 28 significant digits.
-    assert str(reports.units(10**40 + 1, 12)) == "10000000000000000000000000000.000000000001"
-    assert str(reports.units(-(10**30) - 1, 3)) == "-1000000000000000000000000000.001"
+    assert str(units(10**40 + 1, 12)) == "10000000000000000000000000000.000000000001"
+    assert str(units(-(10**30) - 1, 3)) == "-1000000000000000000000000000.001"

@@ -14,34 +14,43 @@ import logging
 import random
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_address, make_asset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 
-from tracker import reports, retention
-from tracker.cli import App, _retention_jobs, cli
+from tracker.cli import cli
 from tracker.clock import SystemClock
-from tracker.config import ConfigError, WatchedAddress, load
-from tracker.deltas import compute_deltas
-from tracker.models import Address, Delta, PollAttempt, Snapshot, SnapshotBalance
-from tracker.poller import PollSummary
-from tracker.retention import Policy, PolicyError, Rule, keep_flags, parse_policy
-from tracker.scheduler import Daemon, Job
-from tracker.snapshots import AssetInfo, Observation, SnapshotStore
+from tracker.config import load
+from tracker.domain import Asset, Observation, WatchedAddress, compute_deltas
+from tracker.errors import ConfigError, TrackerError
+from tracker.reports.balances import balances
+from tracker.reports.changes import ReportRow, change_report
+from tracker.reports.selection import Selection
+from tracker.retention import policy as retention_policy
+from tracker.retention.policy import Policy, PolicyError, Rule, keep_flags, parse_policy
+from tracker.retention.prune import PruneSummary, RetentionError, prune
+from tracker.service.assembly import _retention_jobs
+from tracker.service.daemon import Daemon, Job
+from tracker.service.poller import PollSummary
+from tracker.store import engine as engines
+from tracker.store.models import Address, Delta, PollAttempt, Snapshot, SnapshotBalance
+from tracker.store.writer import SnapshotStore
+
+from support import make_address, make_asset
 
 ALICE, BOB = make_address(31), make_address(32)
 CAT_A, CAT_B = make_asset(0xA), make_asset(0xB)
 INFOS = {
-    "xch": AssetInfo("xch", None, "Chia", "XCH", 12),
-    CAT_A: AssetInfo(CAT_A, None, "Alpha", "AAA", 3),
-    CAT_B: AssetInfo(CAT_B, None, "Beta", "BBB", 3),
+    "xch": Asset("xch", "Chia", "XCH"),
+    CAT_A: Asset(CAT_A, "Alpha", "AAA"),
+    CAT_B: Asset(CAT_B, "Beta", "BBB"),
 }
 XCH = 10**12
 
@@ -156,8 +165,8 @@ policies = st.builds(
             for i, (tier, h) in enumerate(zip(tiers, hours, strict=False))
         )
     ),
-    st.lists(st.sampled_from(retention.TIERS), min_size=1, max_size=5, unique=True).map(
-        lambda tiers: sorted(tiers, key=retention.TIERS.index)
+    st.lists(st.sampled_from(retention_policy.TIERS), min_size=1, max_size=5, unique=True).map(
+        lambda tiers: sorted(tiers, key=retention_policy.TIERS.index)
     ),
     st.lists(st.integers(1, 24 * 400), min_size=5, max_size=5, unique=True).map(sorted),
     st.booleans(),
@@ -211,6 +220,7 @@ def build_history(engine: Engine) -> SnapshotStore:
     held = {ALICE: {"xch": 5 * XCH, CAT_B: 1000}, BOB: {"xch": 7 * XCH}}
     step = 0
     while (when := T0 + step * EVERY) < NOW - timedelta(minutes=30):
+        ready = []
         for address, offset in ((ALICE, 0), (BOB, 7)):
             taken = when + timedelta(minutes=offset)
             if step % 97 == 13:
@@ -227,7 +237,8 @@ def build_history(engine: Engine) -> SnapshotStore:
             elif day in (8, 17, 25) and CAT_A in balances:
                 del balances[CAT_A]
             observed = {asset: mojos for asset, mojos in balances.items() if mojos}
-            store.record_success(Observation(address, taken, taken, observed, INFOS))
+            ready.append(Observation(address, taken, taken, observed, INFOS))
+        store.record(ready)  # as a poll hands them over: together
         step += 1
     return store
 
@@ -328,7 +339,7 @@ def expected_kept(times: list[datetime]) -> list[datetime]:
     return sorted(kept | set(chosen.values()))
 
 
-def essence(rows: list[reports.ReportRow]) -> dict[tuple[Any, ...], tuple[int, int, int]]:
+def essence(rows: list[ReportRow]) -> dict[tuple[Any, ...], tuple[int, int, int]]:
     """A report's balances and change; rows that show nothing (0 → 0) are left out.
 
     ``changes`` counts the stored deltas, which pruning merges, so it is compared separately.
@@ -359,27 +370,27 @@ def test_a_month_pruned_stays_exact(engine: Engine) -> None:
     windows: list[tuple[datetime | None, datetime | None]] = [(None, None)]
     windows += [(a, b) for a, b in itertools.combinations(sample, 2)][::3]
     windows += [(None, sample[len(sample) // 2]), (sample[2], None)]
-    alice = reports.Selection(address=ALICE)
-    reports_before = [reports.change_report(engine, s, u, alice) for s, u in windows]
+    alice = Selection(address=ALICE)
+    reports_before = [change_report(engine, s, u, alice) for s, u in windows]
     recent = NOW - timedelta(days=2) + timedelta(minutes=1)
-    recent_before = reports.change_report(engine, since=recent)
-    by_period = {p: reports.change_report(engine, period=p) for p in ("week", "month")}
+    recent_before = change_report(engine, since=recent)
+    by_period = {p: change_report(engine, period=p) for p in ("week", "month")}
     # The daily tier starts at 2026-02-02T12:00; the last snapshots at or before this are the
     # last of 2026-02-02, kept. (Not 02-03T00:00: ALICE has a snapshot at exactly midnight,
     # which belongs to 02-03 and is not its last, so a window starting there is not covered.)
     days_since = utc("2026-02-02T23:59:59")
-    daily_before = reports.change_report(engine, since=days_since, period="day")
-    total_before = reports.change_report(engine, since=days_since, period="day", total=True)
-    balances_before = {t: reports.balances(engine, alice, at=t) for t in sample}
+    daily_before = change_report(engine, since=days_since, period="day")
+    total_before = change_report(engine, since=days_since, period="day", total=True)
+    balances_before = {t: balances(engine, alice, at=t) for t in sample}
 
     # A dry run counts and changes nothing.
     untouched = dump(engine)
-    dry = retention.prune(engine, policy, NOW, dry_run=True)
+    dry = prune(engine, policy, NOW, dry_run=True)
     assert dump(engine) == untouched
     assert dry.dry_run
     assert dry.line().startswith("would remove ")
 
-    summary = retention.prune(engine, policy, NOW, batch_size=50)
+    summary = prune(engine, policy, NOW, batch_size=50)
     assert summary.line().startswith(f"removed {summary.snapshots} snapshots, ")
     assert (dry.snapshots, dry.balances, dry.deltas, dry.merged, dry.kept) == (
         summary.snapshots,
@@ -413,20 +424,18 @@ def test_a_month_pruned_stays_exact(engine: Engine) -> None:
 
     # Reports between kept snapshots, and balances at them, are unchanged.
     for (since, until), old in zip(windows, reports_before, strict=True):
-        new = reports.change_report(engine, since, until, alice)
+        new = change_report(engine, since, until, alice)
         assert essence(new) == essence(old), (since, until)
         assert sum(r.changes for r in new) <= sum(r.changes for r in old)
-    assert reports.change_report(engine, since=recent) == recent_before  # even `changes`
+    assert change_report(engine, since=recent) == recent_before  # even `changes`
     for period, old in by_period.items():
-        assert essence(reports.change_report(engine, period=period)) == essence(old), period
-    assert essence(reports.change_report(engine, since=days_since, period="day")) == essence(
-        daily_before
+        assert essence(change_report(engine, period=period)) == essence(old), period
+    assert essence(change_report(engine, since=days_since, period="day")) == essence(daily_before)
+    assert essence(change_report(engine, since=days_since, period="day", total=True)) == essence(
+        total_before
     )
-    assert essence(
-        reports.change_report(engine, since=days_since, period="day", total=True)
-    ) == essence(total_before)
     for moment, old_balances in balances_before.items():
-        assert reports.balances(engine, alice, at=moment) == old_balances
+        assert balances(engine, alice, at=moment) == old_balances
     # The view users sum over still adds up to last minus first.
     with engine.connect() as connection:
         sums = dict(
@@ -437,17 +446,17 @@ def test_a_month_pruned_stays_exact(engine: Engine) -> None:
                 )
             ).all()
         )
-    whole = reports.change_report(engine)
+    whole = change_report(engine)
     assert {f"{r.address}:{r.asset_id}": r.change_mojos for r in whole if r.changes} == sums
 
     # Idempotent: the same policy at the same moment removes nothing more.
     pruned = dump(engine)
-    again = retention.prune(engine, policy, NOW)
+    again = prune(engine, policy, NOW)
     assert (again.snapshots, again.balances, again.deltas, again.merged) == (0, 0, 0, 0)
     assert dump(engine) == pruned
 
     # Later, with more history gone to coarser tiers, the chain still holds.
-    later = retention.prune(engine, policy, NOW + timedelta(days=10), batch_size=7)
+    later = prune(engine, policy, NOW + timedelta(days=10), batch_size=7)
     assert later.snapshots > 0
     for address in (ALICE, BOB):
         check_chain(engine, address)
@@ -461,23 +470,21 @@ def test_selection_and_stop(engine: Engine) -> None:
         for n, address in enumerate((ALICE, BOB)):
             when = T0 + timedelta(hours=hour, minutes=n)
             balances = {"xch": XCH + hour // 5 + n}
-            store.record_success(Observation(address, when, when, balances, INFOS))
+            store.record_one(Observation(address, when, when, balances, INFOS))
     policy = parse_policy("daily:forever")
-    only_bob = retention.prune(
-        engine, policy, T0 + timedelta(days=3), reports.Selection(label="bob")
-    )
+    only_bob = prune(engine, policy, T0 + timedelta(days=3), Selection(label="bob"))
     assert (only_bob.addresses, only_bob.snapshots, only_bob.kept) == (1, 45, 3)
     assert len(snapshots_of(engine, ALICE)) == 48
     check_chain(engine, BOB)
 
-    stopped = retention.prune(engine, policy, T0 + timedelta(days=3), should_stop=lambda: True)
+    stopped = prune(engine, policy, T0 + timedelta(days=3), should_stop=lambda: True)
     assert stopped.stopped
     assert stopped.snapshots == 0
     assert "stopped early" in stopped.line()
     assert len(snapshots_of(engine, ALICE)) == 48
 
-    with pytest.raises(reports.ReportError, match="unknown address"):
-        retention.prune(engine, policy, NOW, reports.Selection(address=make_address(99)))
+    with pytest.raises(TrackerError, match="unknown address"):
+        prune(engine, policy, NOW, Selection(address=make_address(99)))
 
 
 def test_prune_while_a_writer_appends(engine: Engine) -> None:
@@ -487,7 +494,7 @@ def test_prune_while_a_writer_appends(engine: Engine) -> None:
     for minute in range(0, 600, 5):
         when = T0 + timedelta(minutes=minute)
         balances = {"xch": XCH + minute // 15, CAT_A: 1 + minute // 60}
-        store.record_success(Observation(ALICE, when, when, balances, INFOS))
+        store.record_one(Observation(ALICE, when, when, balances, INFOS))
     errors: list[BaseException] = []
 
     def write() -> None:
@@ -495,14 +502,14 @@ def test_prune_while_a_writer_appends(engine: Engine) -> None:
             for n in range(60):
                 when = T0 + timedelta(hours=10, minutes=n + 1)
                 balances = {"xch": XCH + n % 7}
-                store.record_success(Observation(ALICE, when, when, balances, INFOS))
+                store.record_one(Observation(ALICE, when, when, balances, INFOS))
         except BaseException as exc:
             errors.append(exc)
 
     writer = threading.Thread(target=write)
     writer.start()
     # The writer's snapshots are all under an hour old: kept, whenever the plan sees them.
-    summary = retention.prune(
+    summary = prune(
         engine, parse_policy("all:1h,hourly:forever"), T0 + timedelta(hours=11), batch_size=2
     )
     writer.join()
@@ -519,14 +526,14 @@ def test_two_prunes_at_once_leave_a_consistent_history(engine: Engine) -> None:
     store.sync_addresses([WatchedAddress(ALICE, None)], T0)
     for minute in range(0, 24 * 60, 10):
         when = T0 + timedelta(minutes=minute)
-        store.record_success(Observation(ALICE, when, when, {"xch": XCH + minute // 25}, INFOS))
+        store.record_one(Observation(ALICE, when, when, {"xch": XCH + minute // 25}, INFOS))
     policy = parse_policy("hourly:forever")
     outcomes: list[object] = []
 
     def run() -> None:
         try:
-            outcomes.append(retention.prune(engine, policy, T0 + timedelta(days=2), batch_size=3))
-        except retention.RetentionError as exc:
+            outcomes.append(prune(engine, policy, T0 + timedelta(days=2), batch_size=3))
+        except RetentionError as exc:
             outcomes.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -535,7 +542,7 @@ def test_two_prunes_at_once_leave_a_consistent_history(engine: Engine) -> None:
     for thread in threads:
         thread.join()
     assert len(outcomes) == 2
-    done = [o for o in outcomes if isinstance(o, retention.PruneSummary)]
+    done = [o for o in outcomes if isinstance(o, PruneSummary)]
     assert done, outcomes
     assert sum(summary.snapshots for summary in done) <= 144 - 25
     assert [t for _, t in snapshots_of(engine, ALICE)] == [T0] + [
@@ -579,15 +586,13 @@ def test_random_histories_stay_exact(
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(address, None)], T0)
     when = T0
-    for gap, balances in steps:
+    for gap, held in steps:
         when += timedelta(seconds=gap)
-        observed = {asset: mojos for asset, mojos in balances.items() if mojos}
-        store.record_success(Observation(address, when, when, observed, INFOS))
+        observed = {asset: mojos for asset, mojos in held.items() if mojos}
+        store.record_one(Observation(address, when, when, observed, INFOS))
     before = snapshots_of(engine, address)
     now = when + timedelta(seconds=ahead)
-    summary = retention.prune(
-        engine, policy, now, reports.Selection(address=address), batch_size=batch_size
-    )
+    summary = prune(engine, policy, now, Selection(address=address), batch_size=batch_size)
     flags = keep_flags([t for _, t in before], policy, now)
     after = snapshots_of(engine, address)
     assert after == [snap for snap, keep in zip(before, flags, strict=True) if keep]
@@ -633,17 +638,36 @@ def test_retention_config(tmp_path: Path) -> None:
         load(config_file(tmp_path, url, '[retention]\nkept = "all:7d"\n'), {})
 
 
-@pytest.fixture
-def cli_history(engine: Engine, db_url: str, tmp_path: Path) -> Path:
+def write_cli_history(engine: Engine) -> None:
     """Hourly snapshots of both addresses over the last 10 days (the CLI prunes as of now)."""
     store = SnapshotStore(engine)
     store.sync_addresses([WatchedAddress(ALICE, "alice"), WatchedAddress(BOB, "bob")], T0)
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=10)
     for hour in range(10 * 24):
-        for n, address in enumerate((ALICE, BOB)):
-            when = start + timedelta(hours=hour, minutes=n)
-            store.record_success(Observation(address, when, when, {"xch": hour // 3}, INFOS))
-    return config_file(tmp_path, db_url)
+        store.record(
+            [
+                Observation(address, when, when, {"xch": hour // 3}, INFOS)
+                for n, address in enumerate((ALICE, BOB))
+                for when in [start + timedelta(hours=hour, minutes=n)]
+            ]
+        )
+
+
+@pytest.fixture
+def cli_db_url(seeded: Callable[[str, Callable[[Engine], None]], str]) -> str:
+    return seeded("retention-cli", write_cli_history)
+
+
+@pytest.fixture
+def cli_engine(cli_db_url: str) -> Iterator[Engine]:
+    engine = engines.create(cli_db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def cli_history(cli_db_url: str, tmp_path: Path) -> Path:
+    return config_file(tmp_path, cli_db_url)
 
 
 def invoke(config: Path, *args: str) -> tuple[int, str, str]:
@@ -651,13 +675,13 @@ def invoke(config: Path, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_cli_prune(cli_history: Path, engine: Engine) -> None:
+def test_cli_prune(cli_history: Path, cli_engine: Engine) -> None:
     code, out, err = invoke(cli_history, "prune", "--keep", "all:2d,daily:forever", "--dry-run")
     assert (code, err) == (0, "")
     assert out.startswith("would remove ")
     assert out.endswith("(dry run: nothing was changed)\n")
     assert out.count("\n") == 1
-    assert len(snapshots_of(engine, ALICE)) == 240
+    assert len(snapshots_of(cli_engine, ALICE)) == 240
 
     code, out, err = invoke(
         cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob"
@@ -665,21 +689,23 @@ def test_cli_prune(cli_history: Path, engine: Engine) -> None:
     assert (code, err) == (0, "")
     assert out.startswith("removed ")
     assert " from 1 address; " in out
-    assert len(snapshots_of(engine, ALICE)) == 240
-    assert 48 < len(snapshots_of(engine, BOB)) < 70
-    check_chain(engine, BOB)
+    assert len(snapshots_of(cli_engine, ALICE)) == 240
+    assert 48 < len(snapshots_of(cli_engine, BOB)) < 70
+    check_chain(cli_engine, BOB)
 
     code, out, _ = invoke(cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob")
     assert (code, out.split(",")[0]) == (0, "removed 0 snapshots")
 
 
-def test_cli_prune_uses_the_config_policy(cli_history: Path, engine: Engine, db_url: str) -> None:
-    config = config_file(cli_history.parent, db_url, '[retention]\nkeep = "daily:forever"\n')
+def test_cli_prune_uses_the_config_policy(
+    cli_history: Path, cli_engine: Engine, cli_db_url: str
+) -> None:
+    config = config_file(cli_history.parent, cli_db_url, '[retention]\nkeep = "daily:forever"\n')
     code, out, _ = invoke(config, "prune", "--address", "alice")
     assert code == 0
     assert out.startswith("removed ")
-    assert 10 <= len(snapshots_of(engine, ALICE)) <= 12  # the last of each day, and the first
-    assert len(snapshots_of(engine, BOB)) == 240
+    assert 10 <= len(snapshots_of(cli_engine, ALICE)) <= 12  # the last of each day, and the first
+    assert len(snapshots_of(cli_engine, BOB)) == 240
 
 
 @pytest.mark.parametrize(
@@ -693,34 +719,36 @@ def test_cli_prune_uses_the_config_policy(cli_history: Path, engine: Engine, db_
     ],
 )
 def test_cli_prune_errors_are_one_line(
-    cli_history: Path, engine: Engine, args: list[str], code: int, message: str
+    cli_history: Path, cli_engine: Engine, args: list[str], code: int, message: str
 ) -> None:
     got, out, err = invoke(cli_history, "prune", *args)
     assert got == code
     assert out == ""
     assert err.startswith(message), err
     assert err.count("\n") == 1
-    assert len(snapshots_of(engine, ALICE)) == 240
+    assert len(snapshots_of(cli_engine, ALICE)) == 240
 
 
 def test_the_daemon_job_prunes_once_a_day(
-    cli_history: Path, engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
+    cli_history: Path, cli_engine: Engine, cli_db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert _retention_jobs(App(str(cli_history), False), engine, SystemClock()) == []
-    config = config_file(cli_history.parent, db_url, '[retention]\nkeep = "all:1d,daily:9d"\n')
+    assert _retention_jobs(load(cli_history, {}), cli_engine, SystemClock()) == []
+    config = config_file(cli_history.parent, cli_db_url, '[retention]\nkeep = "all:1d,daily:9d"\n')
     with caplog.at_level(logging.INFO, logger="tracker"):
-        (job,) = _retention_jobs(App(str(config), False), engine, SystemClock())
+        (job,) = _retention_jobs(load(config, {}), cli_engine, SystemClock())
         assert (job.name, job.every_seconds, job.at_start) == ("retention", 86400, False)
         caplog.clear()
         job.run()
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("retention all:1d,daily:9d: removed ")
     for address in (ALICE, BOB):
-        assert len(snapshots_of(engine, address)) < 60
-        check_chain(engine, address)
+        assert len(snapshots_of(cli_engine, address)) < 60
+        check_chain(cli_engine, address)
 
 
 class _NoPolls:
+    phase = "idle"
+
     def poll(self, addresses: object) -> PollSummary:
         return PollSummary((), 0.0)
 

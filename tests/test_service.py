@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import requests
-from conftest import make_address
-from fakeapi import FakeSpacescan
 from prometheus_client.parser import text_string_to_metric_families
-from test_e2e import ALICE, API_KEY, BOB, Daemon
-from webhooks import Receiver
 
-CAROL = make_address(13)
+from support import make_address
+from support.fakeapi import FakeSpacescan
+from support.process import Daemon, write_config
+from support.webhooks import Receiver
+
+ALICE, BOB, CAROL = make_address(11), make_address(12), make_address(13)
+API_KEY = "test-key-4f1c9a77e2"
 
 
 def free_port() -> int:
@@ -23,21 +24,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def config_text(api: str, db_url: str, port: int, hook: str, addresses: list[str]) -> str:
-    entries = "".join(f'[[addresses]]\naddress = "{a}"\n' for a in addresses)
-    return (
-        f'[database]\nurl = "{db_url}"\n'
-        f'[spacescan]\nbase_url = "{api}"\nrequests_per_minute = 6000\n'
-        f"[schedule]\ninterval_seconds = 1\n"
-        f"[metrics]\nport = {port}\n"
-        f'[notifications]\nwebhook_url = "{hook}"\n' + entries
+def configure(
+    path: Path, api: str, db_url: str, port: int, hook: str, addresses: list[str]
+) -> Path:
+    return write_config(
+        path,
+        db_url=db_url,
+        api_url=api,
+        addresses=addresses,
+        interval=1,
+        sections={"metrics": {"port": port}, "notifications": {"webhook_url": hook}},
     )
 
 
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample served; nothing while the daemon is still starting."""
     try:
-        text = requests.get(f"{base}/metrics", timeout=5).text
+        text = requests.get(f"{base}/metrics", timeout=10).text
     except requests.ConnectionError:
         return {}
     return {
@@ -47,47 +50,53 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def wait_for(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+def balance_key(address: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (
+        "tracker_balance",
+        (("address", address), ("asset_id", "xch"), ("label", ""), ("symbol", "XCH")),
+    )
 
 
 def test_metrics_webhook_and_reload(tmp_path: Path, receiver: Receiver) -> None:
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'tracker.db'}"
     config = tmp_path / "tracker.toml"
+    base = f"http://127.0.0.1:{port}"
+    env = {"SPACESCAN_API_KEY": API_KEY}
     with FakeSpacescan(api_key=API_KEY) as api:
         for address in (ALICE, BOB, CAROL):
             api.set_xch(address, 1_000_000_000_000)
-        config.write_text(config_text(api.url, db_url, port, receiver.url, [ALICE, BOB]))
-        with Daemon(config) as daemon:
-            base = f"http://127.0.0.1:{port}"
-            key = (
-                "tracker_balance",
-                (("address", ALICE), ("asset_id", "xch"), ("label", ""), ("symbol", "XCH")),
-            )
-            wait_for(lambda: key in scrape(base))  # after the first poll has been stored
-            assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        configure(config, api.url, db_url, port, receiver.url, [ALICE, BOB])
+        with Daemon(config, env=env) as daemon:
+            daemon.wait_for("the first poll", lambda: balance_key(ALICE) in scrape(base))
+            assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
             samples = scrape(base)
-            assert samples[key] == 1.0
+            assert samples[balance_key(ALICE)] == 1.0
             assert any(name == "tracker_api_requests_total" for name, _ in samples)
 
             api.set_xch(ALICE, 1_250_000_000_000)
-            wait_for(lambda: len(receiver.received) >= 1)
+            daemon.wait_for("a notification", lambda: len(receiver.received) >= 1)
             assert receiver.received[0]["address"] == ALICE
             assert receiver.received[0]["delta"] == "0.250000000000"
 
             # Drop BOB, add CAROL, reload: CAROL gets polled, BOB no longer.
-            config.write_text(config_text(api.url, db_url, port, receiver.url, [ALICE, CAROL]))
-            daemon.process.send_signal(signal.SIGHUP)
-            wait_for(lambda: api.count(path_contains=CAROL) >= 2)
+            configure(config, api.url, db_url, port, receiver.url, [ALICE, CAROL])
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_for("CAROL's poll", lambda: api.count(path_contains=CAROL) >= 2)
             bob_after_reload = api.count(path_contains=BOB)
-            wait_for(lambda: api.count(path_contains=CAROL) >= 6)
+            daemon.wait_for("CAROL's polls", lambda: api.count(path_contains=CAROL) >= 6)
             assert api.count(path_contains=BOB) == bob_after_reload
-            _, _, err = daemon.terminate()
-    assert daemon.process.returncode == 0, err
-    assert "reloaded: 2 addresses (1 added, 1 removed" in err
-    assert "s3cret-token" not in err
-    assert API_KEY not in err
+            assert balance_key(BOB) not in scrape(base)
+            status, _, _ = daemon.terminate()
+            err = daemon.output()
+        assert status == 0, err
+        assert "reloaded: 2 addresses (1 added, 1 removed" in err
+        assert "s3cret-token" not in err
+        assert API_KEY not in err
+
+        # Restarted, with the API down: the stored balances are exported before any poll.
+        api.stop()
+        with Daemon(config, env=env) as again:
+            again.wait_for("the metrics", lambda: balance_key(ALICE) in scrape(base))
+            assert scrape(base)[balance_key(ALICE)] == 1.25
+            again.terminate()

@@ -13,10 +13,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import make_address
-from fakeapi import TOKEN_PATH, FakeSpacescan
-from test_e2e import API_KEY, query
-from test_lock import Run
+
+from support import make_address
+from support.databases import query
+from support.fakeapi import TOKEN_PATH, FakeSpacescan
+from support.process import Daemon, write_config
+
+API_KEY = "test-key-4f1c9a77e2"
 
 INTERVAL = 4
 ADDRESSES = [make_address(1000 + n) for n in range(300)]
@@ -24,24 +27,20 @@ POLLED = re.compile(r"poll finished: (\d+) of (\d+) addresses ok")
 
 
 def write_shared_config(path: Path, api_url: str, db_url: str) -> Path:
-    lines = [
-        "[database]",
-        f'url = "{db_url}"',
-        "[spacescan]",
-        f'base_url = "{api_url}"',
-        "requests_per_minute = 100000",  # split: a third each while three are alive
-        "concurrency = 8",
-        "timeout_seconds = 5",
-        "max_attempts = 2",
-        "[schedule]",
-        f"interval_seconds = {INTERVAL}",
-        "[workers]",
-        'mode = "shared"',
-    ]
-    for address in ADDRESSES:
-        lines += ["[[addresses]]", f'address = "{address}"']
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_config(
+        path,
+        db_url=db_url,
+        api_url=api_url,
+        addresses=ADDRESSES,
+        interval=INTERVAL,
+        # Split: a third each while three are alive; never what limits a round here.
+        spacescan={"requests_per_minute": 100000, "concurrency": 8},
+        sections={"workers": {"mode": "shared"}},
+    )
+
+
+def run(config: Path) -> Daemon:
+    return Daemon(config, env={"SPACESCAN_API_KEY": API_KEY})
 
 
 def window(at: float) -> int:
@@ -70,7 +69,7 @@ def assert_each_polled_once(api: FakeSpacescan, k: int) -> None:
     assert not skipped, f"window {k}: {len(skipped)} addresses not polled"
 
 
-def polled_by(run: Run, since: int) -> int:
+def polled_by(run: Daemon, since: int) -> int:
     """Addresses polled by this worker after the first ``since`` characters of its log."""
     return sum(int(match[1]) for match in POLLED.finditer(run.output()[since:]))
 
@@ -82,18 +81,18 @@ def test_three_workers_share_the_list_and_take_over_a_killed_ones_share(
 ) -> None:
     with FakeSpacescan(api_key=API_KEY) as api:
         config = write_shared_config(tmp_path / "tracker.toml", api.url, pg_url)
-        with Run(config) as a, Run(config) as b, Run(config) as c:
+        with run(config) as a, run(config) as b, run(config) as c:
             workers = (a, b, c)
-            for run in workers:
-                assert run.wait_for("3 workers share the address list"), run.output()
+            for worker in workers:
+                worker.wait_for_line("3 workers share the address list")
             # One round to settle (the first claims happened before everyone had joined).
             first = window(time.time()) + 2
             wait_until_window(first)
-            marks = [len(run.output()) for run in workers]
+            marks = [len(worker.output()) for worker in workers]
             wait_until_window(first + 2, margin=0.5)
             for k in (first, first + 1):
                 assert_each_polled_once(api, k)
-            shares = [polled_by(run, mark) for run, mark in zip(workers, marks, strict=True)]
+            shares = [polled_by(w, mark) for w, mark in zip(workers, marks, strict=True)]
             assert all(share >= 50 for share in shares), shares  # about 100 each per round
 
             # Killed after its poll of a round: its share is polled by the others in the next.
@@ -101,20 +100,21 @@ def test_three_workers_share_the_list_and_take_over_a_killed_ones_share(
             wait_until_window(killed, margin=INTERVAL * 0.6)
             c.process.send_signal(signal.SIGKILL)
             c.process.wait(10)
-            marks = [len(run.output()) for run in (a, b)]
+            marks = [len(worker.output()) for worker in (a, b)]
             wait_until_window(killed + 4, margin=0.5)
             for k in range(killed, killed + 4):
                 assert_each_polled_once(api, k)
-            assert all(polled_by(run, mark) > 0 for run, mark in zip((a, b), marks, strict=True))
-            for run in (a, b):
-                assert "2 workers share the address list" in run.output(), run.output()
+            assert all(polled_by(w, mark) > 0 for w, mark in zip((a, b), marks, strict=True))
+            for worker in (a, b):
+                assert "2 workers share the address list" in worker.output(), worker.output()
 
-            for run in (a, b):
-                assert run.terminate() < 10
-                assert run.process.returncode == 0, run.output()
-        for run in (a, b):
-            assert "Traceback" not in run.output()
-            assert " ERROR " not in run.output()
+            for worker in (a, b):
+                status, _, took = worker.terminate()
+                assert status == 0, worker.output()
+                assert took < 10
+        for worker in (a, b):
+            assert "Traceback" not in worker.output()
+            assert " ERROR " not in worker.output()
     # The workers that stopped cleanly left; the killed one is still listed until forgotten.
     assert query(pg_url, "SELECT count(*) FROM poll_workers") == [(1,)]
     assert query(pg_url, "SELECT count(*) FROM poll_leases WHERE holder IS NOT NULL") == [(0,)]

@@ -2,82 +2,119 @@
 
 A daemon that runs for months should refuse a typo on day one rather than poll the wrong thing
 quietly, so unknown keys, wrong types and invalid addresses are all errors, reported on one line
-that names the file, the key and the bad value.
+that names the file, the key and the bad value. One pydantic model is the whole configuration;
+secrets (the API key, URLs that may carry a password or a token) are ``SecretStr``, so no repr or
+log line can show them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from tracker.addresses import AddressError, normalize_address
-from tracker.retention import Policy, parse_policy
+from tracker.domain import PREFIXES, AddressError, WatchedAddress, normalize_address
+from tracker.errors import ConfigError
+from tracker.redact import Redactor, mask_url, url_secrets
+from tracker.retention.policy import Policy, parse_policy
 
 DEFAULT_CONFIG = "tracker.toml"
 CONFIG_ENV = "TRACKER_CONFIG"
 DATABASE_URL_ENV = "TRACKER_DATABASE_URL"
 API_KEY_ENV = "SPACESCAN_API_KEY"
 
-NETWORKS: dict[str, dict[str, str]] = {
-    "mainnet": {
-        "prefix": "xch",
-        "free": "https://api.spacescan.io",
-        "pro": "https://pro-api.spacescan.io",
-    },
+HOSTS: dict[str, dict[str, str]] = {
+    "mainnet": {"free": "https://api.spacescan.io", "pro": "https://pro-api.spacescan.io"},
     "testnet11": {
-        "prefix": "txch",
         "free": "https://api-testnet11.spacescan.io",
         "pro": "https://pro-api-testnet11.spacescan.io",
     },
 }
-
 # The free host allows about one request every 20 s; paid plans allow far more, but how much is
 # not published, so the keyed default stays modest and users raise it to match their plan.
 FREE_REQUESTS_PER_MINUTE = 3.0
 KEYED_REQUESTS_PER_MINUTE = 60.0
-
-
-class ConfigError(Exception):
-    """A configuration problem; its message is the one line shown to the user (exit status 2)."""
+_SECRET_KEYS = {"api_key", "url", "webhook_url", "token"}
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/") if value else value
+
+
 class DatabaseSection(_Section):
-    url: str = Field(default="sqlite:///tracker.db", min_length=1)
+    url: SecretStr = SecretStr("sqlite:///tracker.db")
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: SecretStr) -> SecretStr:
+        check_database_url(value.get_secret_value())
+        return value
 
 
 class SpacescanSection(_Section):
     network: Literal["mainnet", "testnet11"] = "mainnet"
-    base_url: str | None = None
-    api_key: str | None = Field(default=None, min_length=1)
+    base_url: str = ""  # resolved from network and api_key when not given
+    api_key: SecretStr | None = Field(default=None, min_length=1)
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    requests_per_minute: float | None = Field(default=None, gt=0, le=100_000)
+    requests_per_minute: float = Field(default=0.0, gt=0, le=100_000)  # resolved when not given
     concurrency: int = Field(default=4, ge=1, le=64)
     max_attempts: int = Field(default=4, ge=1, le=20)
     include_xch: bool = True
+    include_dust: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        network = data.get("network", "mainnet")
+        # A network of the wrong type (a list) is reported by the field's own check.
+        hosts = (
+            HOSTS.get(network, HOSTS["mainnet"]) if isinstance(network, str) else HOSTS["mainnet"]
+        )
+        keyed = bool(data.get("api_key"))
+        resolved = dict(data)
+        # Only a key that is not given is resolved: a given one, even 0, false or "", is
+        # checked like any value (a typo must not quietly become the default).
+        if resolved.get("base_url") is None:
+            resolved["base_url"] = hosts["pro" if keyed else "free"]
+        if resolved.get("requests_per_minute") is None:
+            resolved["requests_per_minute"] = (
+                KEYED_REQUESTS_PER_MINUTE if keyed else FREE_REQUESTS_PER_MINUTE
+            )
+        return resolved
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
+    def _url(cls, value: str) -> str:
+        return _http_url(value) or ""
+
+    @property
+    def key(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
 
 
 class ScheduleSection(_Section):
-    interval_seconds: int = Field(default=300, ge=1)
+    interval_seconds: int = Field(default=300, ge=1, le=31_536_000)
 
 
 class MetricsSection(_Section):
@@ -85,7 +122,7 @@ class MetricsSection(_Section):
 
     port: int | None = Field(default=None, ge=1, le=65535)
     host: str = "127.0.0.1"
-    # /healthz fails when no address has had a successful poll for this long (default: three
+    # /healthz fails when an address has had no successful poll for this long (default: three
     # intervals, so one failed poll is not an outage but a dead API or database is).
     stale_after_seconds: int | None = Field(default=None, ge=1)
 
@@ -93,15 +130,15 @@ class MetricsSection(_Section):
 class NotificationsSection(_Section):
     """A webhook POSTed once per balance change; off unless a URL is given."""
 
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_attempts: int = Field(default=3, ge=1, le=20)
 
     @field_validator("webhook_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _http_url(value.get_secret_value())
         return value
 
 
@@ -135,7 +172,9 @@ class AddressEntry(_Section):
     label: str | None = Field(default=None, max_length=200)
 
 
-class _File(_Section):
+class Settings(_Section):
+    """The whole configuration, checked; ``path`` is the file it came from."""
+
     database: DatabaseSection = DatabaseSection()
     spacescan: SpacescanSection = SpacescanSection()
     schedule: ScheduleSection = ScheduleSection()
@@ -143,57 +182,29 @@ class _File(_Section):
     notifications: NotificationsSection = NotificationsSection()
     retention: RetentionSection = RetentionSection()
     workers: WorkersSection = WorkersSection()
-    addresses: list[AddressEntry] = Field(default_factory=list)
+    addresses: tuple[AddressEntry, ...] = Field(default=(), strict=False)
 
+    _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
 
-@dataclass(frozen=True)
-class WatchedAddress:
-    address: str
-    label: str | None
+    @property
+    def path(self) -> Path:
+        return self._path
 
+    @property
+    def database_url(self) -> str:
+        return self.database.url.get_secret_value()
 
-@dataclass(frozen=True)
-class SpacescanSettings:
-    base_url: str
-    network: str
-    api_key: str | None
-    timeout_seconds: float
-    requests_per_minute: float
-    concurrency: int
-    max_attempts: int
-    include_xch: bool
+    @property
+    def masked_database_url(self) -> str:
+        return mask_url(self.database_url)
 
-    def __repr__(self) -> str:
-        # The key must never reach a log line, not even through a repr in a debug message.
-        key = "'***'" if self.api_key else "None"
-        return (
-            f"SpacescanSettings(base_url={self.base_url!r}, network={self.network!r}, "
-            f"api_key={key}, requests_per_minute={self.requests_per_minute})"
-        )
+    @property
+    def watched(self) -> tuple[WatchedAddress, ...]:
+        return tuple(WatchedAddress(entry.address, entry.label) for entry in self.addresses)
 
-
-@dataclass(frozen=True)
-class Settings:
-    path: Path
-    database_url: str
-    spacescan: SpacescanSettings
-    interval_seconds: int
-    addresses: tuple[WatchedAddress, ...]
-    metrics: MetricsSection = field(default_factory=MetricsSection)
-    notifications: NotificationsSection = field(default_factory=NotificationsSection)
-    retention: RetentionSection = field(default_factory=RetentionSection)
-    workers: WorkersSection = field(default_factory=WorkersSection)
-
-    def __repr__(self) -> str:
-        # Neither the database password nor a webhook's token may reach a log line.
-        try:
-            url = make_url(self.database_url).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            url = "<database URL>"
-        return (
-            f"Settings(path={str(self.path)!r}, database_url={url!r}, spacescan={self.spacescan!r},"
-            f" interval_seconds={self.interval_seconds}, addresses={len(self.addresses)})"
-        )
+    @property
+    def interval_seconds(self) -> int:
+        return self.schedule.interval_seconds
 
     @property
     def stale_after_seconds(self) -> int:
@@ -203,6 +214,18 @@ class Settings:
     def retention_policy(self) -> Policy | None:
         """The ``[retention] keep`` policy (already checked at load), or None when unset."""
         return parse_policy(self.retention.keep) if self.retention.keep is not None else None
+
+    @property
+    def network_prefix(self) -> str:
+        return PREFIXES[self.spacescan.network]
+
+    def redactor(self) -> Redactor:
+        """Masks every secret of this configuration in any text."""
+        secrets: list[str | None] = [self.spacescan.key]
+        secrets.extend(url_secrets(self.database_url))
+        if self.notifications.webhook_url is not None:
+            secrets.extend(url_secrets(self.notifications.webhook_url.get_secret_value()))
+        return Redactor(secrets)
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -229,54 +252,68 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> Settings:
 
 
 def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    """Check a parsed file (with the environment's overrides) into :class:`Settings`."""
+    data = _with_environment(raw, env)
     try:
-        data = _File.model_validate(raw)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
-
-    network = NETWORKS[data.spacescan.network]
-    addresses = _check_addresses(data.addresses, network["prefix"], path)
-
-    api_key = env.get(API_KEY_ENV) or data.spacescan.api_key
-    base_url = data.spacescan.base_url or network["pro" if api_key else "free"]
-    rpm = data.spacescan.requests_per_minute or (
-        KEYED_REQUESTS_PER_MINUTE if api_key else FREE_REQUESTS_PER_MINUTE
-    )
-    database_url = env.get(DATABASE_URL_ENV) or data.database.url
-    _check_database_url(
-        database_url, DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else f"{path}: database.url"
-    )
-    if data.workers.mode == "shared" and make_url(database_url).get_backend_name() != "postgresql":
+        where = DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else None
+        raise ConfigError(_describe(exc, path, where)) from None
+    addresses = _check_addresses(settings.addresses, settings.network_prefix, path)
+    if settings.workers.mode == "shared" and not settings.database_url.startswith("postgres"):
         where = DATABASE_URL_ENV if env.get(DATABASE_URL_ENV) else "database.url"
         raise ConfigError(
             f"{path}: workers.mode: 'shared' needs PostgreSQL, but {where} is a SQLite database "
             "(SQLite allows one daemon per database: use mode = 'single')"
         )
-    return Settings(
-        path=path,
-        database_url=database_url,
-        spacescan=SpacescanSettings(
-            base_url=base_url,
-            network=data.spacescan.network,
-            api_key=api_key,
-            timeout_seconds=data.spacescan.timeout_seconds,
-            requests_per_minute=rpm,
-            concurrency=data.spacescan.concurrency,
-            max_attempts=data.spacescan.max_attempts,
-            include_xch=data.spacescan.include_xch,
-        ),
-        interval_seconds=data.schedule.interval_seconds,
-        addresses=addresses,
-        metrics=data.metrics,
-        notifications=data.notifications,
-        retention=data.retention,
-        workers=data.workers,
-    )
+    settings = settings.model_copy(update={"addresses": addresses})
+    settings._path = path
+    return settings
+
+
+def _with_environment(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """The file's values with ``TRACKER_DATABASE_URL`` and ``SPACESCAN_API_KEY`` applied."""
+    data = dict(raw)
+    for variable, section, key in (
+        (DATABASE_URL_ENV, "database", "url"),
+        (API_KEY_ENV, "spacescan", "api_key"),
+    ):
+        if env.get(variable):
+            table = data.get(section, {})
+            if isinstance(table, dict):
+                data[section] = {**table, key: env[variable]}
+    return data
+
+
+def check_database_url(url: str) -> None:
+    """Only what tracker can open: SQLite (pysqlite) and PostgreSQL through psycopg 3."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError("not a database URL (expected e.g. sqlite:///tracker.db)") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError("only sqlite and postgresql databases are supported")
+    if driver and driver not in ("psycopg", "pysqlite"):
+        use = "postgresql:// (psycopg 3)" if backend != "sqlite" else "sqlite:///FILE"
+        raise ValueError(f"the {driver} driver is not supported: use {use}")
+    for name, value in parsed.query.items():
+        if name in ("timeout", "connect_timeout", "statement_timeout"):
+            text = value if isinstance(value, str) else ",".join(value)
+            try:
+                number = float(text)
+            except ValueError:
+                number = -1.0
+            if not 0 <= number < 1e9:
+                raise ValueError(f"query parameter {name}={text!r} must be a number of seconds")
 
 
 def _check_addresses(
-    entries: list[AddressEntry], prefix: str, path: Path
-) -> tuple[WatchedAddress, ...]:
+    entries: tuple[AddressEntry, ...], prefix: str, path: Path
+) -> tuple[AddressEntry, ...]:
     seen: dict[str, int] = {}
     result = []
     for index, entry in enumerate(entries):
@@ -285,42 +322,35 @@ def _check_addresses(
             address = normalize_address(entry.address, prefix)
         except AddressError as exc:
             raise ConfigError(
-                f"{path}: {key}: {entry.address!r} is not a valid Chia address ({exc})"
+                f"{path}: {key}: {_short(entry.address)} is not a valid Chia address ({exc})"
             ) from None
         if address in seen:
-            raise ConfigError(
-                f"{path}: {key}: {entry.address!r} is a duplicate of addresses[{seen[address]}]"
-            )
+            first = f"addresses[{seen[address]}]"
+            raise ConfigError(f"{path}: {key}: {_short(entry.address)} is a duplicate of {first}")
         seen[address] = index
-        result.append(WatchedAddress(address=address, label=entry.label))
+        result.append(AddressEntry(address=address, label=entry.label))
     return tuple(result)
 
 
-def _check_database_url(url: str, where: str) -> None:
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise ConfigError(
-            f"{where}: {_short(url)}: not a database URL (expected e.g. sqlite:///tracker.db)"
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        shown = parsed.render_as_string(hide_password=True)
-        raise ConfigError(f"{where}: {shown!r}: only sqlite and postgresql databases are supported")
-
-
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, path: Path, database_env: str | None) -> str:
     errors = exc.errors(include_url=False)
     first = errors[0]
-    key = _dotted(first["loc"])
+    loc = tuple(first["loc"])
+    key = _dotted(loc)
     message = first["msg"].removeprefix("Value error, ")
+    where = f"{path}: {key}"
+    if database_env and loc[:2] == ("database", "url"):
+        where = database_env
     if first["type"] == "extra_forbidden":
-        text = f"{key}: unknown key (check the spelling)"
+        text = f"{where}: unknown key (check the spelling)"
     elif first["type"] == "missing":
-        text = f"{key}: required key is missing"
+        text = f"{where}: required key is missing"
     else:
-        shown = "(hidden)" if "api_key" in first["loc"] else _short(first.get("input"))
-        text = f"{key}: {message}, got {shown}"
+        secret = any(part in _SECRET_KEYS for part in loc if isinstance(part, str))
+        shown = "(hidden)" if secret else _short(_redact(first.get("input")))
+        if secret and loc[-1] in ("url", "webhook_url") and isinstance(first.get("input"), str):
+            shown = repr(mask_url(first["input"]))
+        text = f"{where}: {message}, got {shown}"
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return text
@@ -338,21 +368,19 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-# The password of anything shaped like user:password@host, hidden before a value is echoed.
-_CREDENTIALS = re.compile(r"(?<=:)[^@\s'\"]*(?=@)")
-
-
 def _redact(value: object) -> object:
-    """The value with everything under an ``api_key`` key hidden (e.g. a [[spacescan]] typo)."""
+    """The value with everything under a secret key hidden (e.g. a [[spacescan]] typo)."""
     if isinstance(value, Mapping):
-        return {k: "(hidden)" if k == "api_key" else _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
+        return {k: "(hidden)" if k in _SECRET_KEYS else _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
     return value
 
 
 def _short(value: object) -> str:
-    text = _CREDENTIALS.sub("***", repr(_redact(value)))
+    text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -10,30 +10,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import tracker.models
+from tracker.store.frozen import balance_changes_v1, balance_history_v1
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-UTC = tracker.models.UTCDateTime
 
-
-def token_units(mojos: str, decimals: str) -> str:
-    """SQL for an exact decimal amount in token units, the same value on both databases.
-
-    PostgreSQL gets a NUMERIC with exactly ``decimals`` digits after the point. SQLite has no
-    decimal type and would turn a division into a float, so it gets the same digits as text.
-    """
-    if op.get_bind().dialect.name == "postgresql":
-        return f"round(CAST({mojos} AS NUMERIC) / power(10::numeric, {decimals}), {decimals})"
-    padded = f"printf('%0*d', {decimals} + 1, abs({mojos}))"
-    return (
-        f"(CASE WHEN {mojos} < 0 THEN '-' ELSE '' END"
-        f" || substr({padded}, 1, length({padded}) - {decimals})"
-        f" || '.' || substr({padded}, -{decimals}))"
-    )
+def UTC() -> sa.DateTime:
+    """Times are timestamptz on PostgreSQL and UTC text on SQLite (see store.models)."""
+    return sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -133,44 +120,9 @@ def upgrade() -> None:
         "poll_attempts",
         ["address_id", "started_at"],
     )
-    op.execute(
-        f"""
-        CREATE VIEW balance_history AS
-        SELECT ad.address AS address,
-               ad.label AS label,
-               a.asset_id AS asset_id,
-               a.token_id AS token_id,
-               a.symbol AS symbol,
-               a.name AS name,
-               s.taken_at AS taken_at,
-               b.balance_mojos AS balance_mojos,
-               {token_units("b.balance_mojos", "a.decimals")} AS balance
-        FROM snapshot_balances b
-        JOIN snapshots s ON s.id = b.snapshot_id
-        JOIN addresses ad ON ad.id = s.address_id
-        JOIN assets a ON a.id = b.asset_id
-        """
-    )
-    op.execute(
-        f"""
-        CREATE VIEW balance_changes AS
-        SELECT ad.address AS address,
-               ad.label AS label,
-               a.asset_id AS asset_id,
-               a.symbol AS symbol,
-               s.taken_at AS taken_at,
-               p.taken_at AS previous_taken_at,
-               d.previous_balance_mojos AS previous_balance_mojos,
-               d.balance_mojos AS balance_mojos,
-               d.delta_mojos AS delta_mojos,
-               {token_units("d.delta_mojos", "a.decimals")} AS delta
-        FROM deltas d
-        JOIN snapshots s ON s.id = d.snapshot_id
-        JOIN snapshots p ON p.id = d.previous_snapshot_id
-        JOIN addresses ad ON ad.id = s.address_id
-        JOIN assets a ON a.id = d.asset_id
-        """
-    )
+    dialect = op.get_bind().dialect.name
+    op.execute(balance_history_v1(dialect))
+    op.execute(balance_changes_v1(dialect))
 
 
 def downgrade() -> None:

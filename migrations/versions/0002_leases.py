@@ -13,14 +13,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import tracker.models
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-UTC = tracker.models.UTCDateTime
+
+def UTC() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

@@ -21,50 +21,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import tracker.models
+from tracker.store.frozen import balance_changes_v1
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-UTC = tracker.models.UTCDateTime
 
-
-def token_units(mojos: str, decimals: str) -> str:
-    """The same SQL as in 0001 (migrations are frozen, so it is repeated, not imported)."""
-    if op.get_bind().dialect.name == "postgresql":
-        return f"round(CAST({mojos} AS NUMERIC) / power(10::numeric, {decimals}), {decimals})"
-    padded = f"printf('%0*d', {decimals} + 1, abs({mojos}))"
-    return (
-        f"(CASE WHEN {mojos} < 0 THEN '-' ELSE '' END"
-        f" || substr({padded}, 1, length({padded}) - {decimals})"
-        f" || '.' || substr({padded}, -{decimals}))"
-    )
+def UTC() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
 
 
 def create_balance_changes() -> None:
     """``balance_changes`` exactly as 0001 created it."""
-    op.execute(
-        f"""
-        CREATE VIEW balance_changes AS
-        SELECT ad.address AS address,
-               ad.label AS label,
-               a.asset_id AS asset_id,
-               a.symbol AS symbol,
-               s.taken_at AS taken_at,
-               p.taken_at AS previous_taken_at,
-               d.previous_balance_mojos AS previous_balance_mojos,
-               d.balance_mojos AS balance_mojos,
-               d.delta_mojos AS delta_mojos,
-               {token_units("d.delta_mojos", "a.decimals")} AS delta
-        FROM deltas d
-        JOIN snapshots s ON s.id = d.snapshot_id
-        JOIN snapshots p ON p.id = d.previous_snapshot_id
-        JOIN addresses ad ON ad.id = s.address_id
-        JOIN assets a ON a.id = d.asset_id
-        """
-    )
+    op.execute(balance_changes_v1(op.get_bind().dialect.name))
 
 
 def upgrade() -> None:

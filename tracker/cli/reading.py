@@ -1,0 +1,293 @@
+"""Commands that read: balances, report, status, history, export and chart."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from tracker.cli.app import (
+    App,
+    Moment,
+    check_window,
+    cli,
+    fail,
+    format_option,
+    print_rows,
+    selection_options,
+)
+
+
+def _columns(*specs: tuple[str, str]):  # type: ignore[no-untyped-def]
+    from tracker.reports.output import Column
+
+    return tuple(Column(key, kind) for key, kind in specs)  # type: ignore[arg-type]
+
+
+BALANCE = (
+    ("address", "text"),
+    ("label", "text"),
+    ("asset_id", "text"),
+    ("symbol", "text"),
+    ("balance", "amount"),
+    ("balance_mojos", "mojos"),
+    ("taken_at", "time"),
+)
+REPORT = (
+    ("address", "text"),
+    ("label", "text"),
+    ("asset_id", "text"),
+    ("symbol", "text"),
+    ("start_balance", "amount"),
+    ("end_balance", "amount"),
+    ("change", "change"),
+    ("changes", "count"),
+    ("start_at", "time"),
+    ("end_at", "time"),
+)
+STATUS = (
+    ("address", "text"),
+    ("label", "text"),
+    ("last_success", "time"),
+    ("last_attempt", "time"),
+    ("consecutive_failures", "count"),
+    ("snapshots", "count"),
+    ("last_error", "text"),
+)
+HISTORY = (
+    ("taken_at", "time"),
+    ("address", "text"),
+    ("label", "text"),
+    ("asset_id", "text"),
+    ("symbol", "text"),
+    ("balance", "amount"),
+    ("balance_mojos", "mojos"),
+)
+
+
+def _selection(address: str | None, label: str | None, asset: str | None = None):  # type: ignore[no-untyped-def]
+    from tracker.reports.selection import Selection
+
+    return Selection(address=address, label=label, asset=asset)
+
+
+@cli.command()
+@selection_options(asset=True)
+@click.option(
+    "--at",
+    type=Moment(),
+    help="Balances at this moment (from the last snapshot at or before it), e.g. for taxes.",
+)
+@format_option
+@click.pass_obj
+def balances(
+    app: App,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+    at: datetime | None,
+    fmt: str,
+) -> None:
+    """The balance of each address and asset: the latest, or --at a moment.
+
+    taken_at says when the snapshot behind each row was taken.
+
+    \b
+    Example:
+      tracker balances --at 2026-12-31T23:59:59Z --format csv
+    """
+    rows = app.tracker.balances(_selection(address, label, asset), at)
+    print_rows(rows, _columns(*BALANCE), fmt, "no snapshots (yet, or before --at)")
+
+
+@cli.command()
+@click.option("--since", type=Moment(), help="Window start: ISO-8601 time or age (7d, 12h).")
+@click.option("--until", type=Moment(), help="Window end: ISO-8601 time or age.")
+@click.option(
+    "--period",
+    type=click.Choice(("day", "week", "month")),
+    help="One row per UTC day, ISO week or month; periods without a change are included.",
+)
+@click.option("--total", is_flag=True, help="Sum the addresses per asset: the portfolio.")
+@selection_options(asset=True)
+@format_option
+@click.pass_obj
+def report(
+    app: App,
+    since: datetime | None,
+    until: datetime | None,
+    period: str | None,
+    total: bool,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+    fmt: str,
+) -> None:
+    """Balance changes per address and asset over a window (default: all history).
+
+    start_balance is the balance at the last snapshot at or before --since (or the first
+    snapshot when history starts later), end_balance at the last one at or before --until;
+    change = end_balance - start_balance, and changes counts the recorded balance changes.
+    With --period, start_at/end_at are the period's bounds.
+
+    \b
+    Examples:
+      tracker report --since 2026-01-01 --until 2026-12-31T23:59:59Z --format csv
+      tracker report --period month --total --asset xch
+    """
+    check_window(since, until)
+    rows = app.tracker.report(
+        since,
+        until,
+        _selection(address, label, asset),
+        period=period,  # type: ignore[arg-type]
+        total=total,
+    )
+    columns = REPORT if period is None else (*REPORT[:4], ("period", "text"), *REPORT[4:])
+    print_rows(rows, _columns(*columns), fmt, "no snapshots in this window")
+
+
+@cli.command()
+@selection_options(asset=False)
+@format_option
+@click.pass_obj
+def status(app: App, address: str | None, label: str | None, fmt: str) -> None:
+    """Poll health per address: last success, last error, failures since the last success.
+
+    \b
+    Example:
+      tracker status
+    """
+    rows = app.tracker.status(_selection(address, label))
+    print_rows(rows, _columns(*STATUS), fmt, "no addresses in the database yet")
+
+
+@cli.command()
+@click.argument("address")
+@click.option("--asset", metavar="ID", help="Only this asset: asset id, token id, symbol or xch.")
+@format_option
+@click.pass_obj
+def history(app: App, address: str, asset: str | None, fmt: str) -> None:
+    """The balance time series of ADDRESS (an address or a label), oldest first.
+
+    \b
+    Example:
+      tracker history example --asset xch --format csv
+    """
+    rows = app.tracker.history(address, asset)
+    print_rows(rows, _columns(*HISTORY), fmt, "no snapshots of this address yet")
+
+
+@cli.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("csv", "jsonl", "json")),
+    default="csv",
+    show_default=True,
+    help="CSV, JSON Lines (one object per line) or a JSON array; amounts stay exact decimal "
+    "strings.",
+)
+@click.option(
+    "--changes", is_flag=True, help="Every balance change (delta) instead of every balance."
+)
+@click.option("--since", type=Moment(), help="Only snapshots taken at or after this time (or age).")
+@click.option("--until", type=Moment(), help="Only snapshots taken at or before this time.")
+@selection_options(asset=True)
+@click.pass_obj
+def export_command(
+    app: App,
+    fmt: str,
+    changes: bool,
+    since: datetime | None,
+    until: datetime | None,
+    address: str | None,
+    label: str | None,
+    asset: str | None,
+) -> None:
+    """Every snapshot balance (or every change), oldest first, streamed to stdout.
+
+    The columns are those of the SQL views balance_history (or, with --changes,
+    balance_changes); rows are ordered by taken_at, then address, then asset (XCH first,
+    then by asset id). Rows are written as they are read, so memory stays constant however
+    long the history is.
+
+    \b
+    Examples:
+      tracker export --since 2026-01-01 > balances.csv
+      tracker export --changes --format jsonl --asset xch | jq -r .delta
+    """
+    check_window(since, until)
+    app.tracker.export(
+        sys.stdout,
+        changes=changes,
+        fmt=fmt,
+        selection=_selection(address, label, asset),
+        since=since,
+        until=until,
+    )
+    sys.stdout.flush()
+
+
+@cli.command()
+@click.option(
+    "--address",
+    metavar="ADDRESS",
+    help="The address to draw (or its unique label); needed when the database holds several.",
+)
+@click.option("--asset", metavar="ID", help="Only this asset: asset id, tkn1… id, symbol or xch.")
+@click.option("--since", type=Moment(), help="Chart start: ISO-8601 time or age (90d).")
+@click.option("--until", type=Moment(), help="Chart end: ISO-8601 time or age.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write; its suffix picks the format: .png, .svg or .pdf.",
+)
+@click.pass_obj
+def chart(
+    app: App,
+    address: str | None,
+    asset: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    output: Path,
+) -> None:
+    """Draw the balance of one address over time: one panel per asset.
+
+    Each asset has its own panel in its own token units, on a shared UTC time axis; the line
+    steps at the snapshots where the balance changed. Without --address the database must
+    hold a single address (one chart is one address; `report --total` sums them).
+
+    \b
+    Examples:
+      tracker chart -o balances.png
+      tracker chart --address main --asset xch --since 90d -o xch.svg
+    """
+    from tracker.reports.charts import chart_format, title
+    from tracker.reports.selection import AddressNeeded
+
+    check_window(since, until)
+    chart_format(output)
+    try:
+        series = app.tracker.series(address, asset, since, until)
+    except AddressNeeded as exc:
+        fail(
+            f"the database holds {exc.count} addresses: choose one with --address "
+            "(an address or its label)",
+            exc.exit_code,
+        )
+    if not series.assets:
+        what = f"no {asset} balance" if asset else "no snapshots"
+        window = " in this window" if since or until else ""
+        fail(f"{what} of {title(series)}{window}: nothing to draw")
+    shown = app.tracker.chart(output, series)
+    if shown < len(series.assets):
+        click.echo(
+            f"tracker: drew {shown} of {len(series.assets)} assets (XCH first, then by symbol); "
+            "draw the others with --asset",
+            err=True,
+        )

@@ -1,0 +1,1 @@
+"""Running tracker: the poller, the daemon, shared mode, metrics, webhooks, and their assembly."""
