@@ -120,6 +120,8 @@ class Response:
     """Close the socket with a TCP reset, sending nothing."""
     truncate: bool = False
     """Announce the full Content-Length, send only half of the body, then close."""
+    trickle: float = 0.0
+    """Send the body one byte at a time, this many seconds apart (a stalling, hostile peer)."""
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         """Return the body bytes and the headers to send, defaults filled in."""
@@ -263,6 +265,13 @@ class _Handler(BaseHTTPRequestHandler):
         if response.truncate:
             self.close_connection = True
             data = data[: len(data) // 2]
+        if response.trickle:
+            for index in range(len(data)):
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                if cast(_Server, self.server).fake._stopping.wait(response.trickle):
+                    return
+            return
         self.wfile.write(data)
 
 

@@ -7,6 +7,7 @@ never wrong. Speed goals belong in ``bench/``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -103,8 +104,7 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return json.dumps(str(value))  # JSON's escapes are TOML basic-string escapes
 
 
 class Daemon:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,6 +122,9 @@ def stop_signals(clock: SystemClock) -> Iterator[None]:
         log.info("received %s", signal.Signals(signum).name)
         clock.stop()
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -6,9 +6,9 @@ that is still not answering after that is abandoned rather than waited for, beca
 transaction boundary already guarantees that no half-written snapshot can exist.
 
 The schedule keeps its pace when the wall clock jumps (NTP, a suspended VM, an operator):
-APScheduler times jobs by the wall clock, so a clock set back an hour would stop polling for an
-hour. The daemon watches the wall clock against the monotonic one, and when they part it logs
-the jump and moves every job's next run by the same amount.
+APScheduler's triggers follow the wall clock, so a clock set back an hour would stop polling for
+an hour. The daemon keeps when each job is due on the monotonic clock and hands the job to
+APScheduler to run (one at a time, a late run coalesced); a wall-clock jump is logged.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker.clock import Cancelled, SystemClock
+from tracker.clock import Cancelled, Clock, SystemClock
 from tracker.domain import WatchedAddress
 from tracker.errors import TrackerError
 from tracker.service.poller import Poller, PollSummary
@@ -33,7 +34,9 @@ from tracker.store.engine import describe
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 4.0
+_NEVER = 10**9
+"""Seconds: the placeholder interval of a job's own trigger (the daemon paces it)."""
 CLOCK_JUMP_SECONDS = 2.0
 """A difference between wall and monotonic time beyond this is a jump, not drift."""
 
@@ -103,47 +106,29 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        scheduler.add_job(
-            self._poll_once,
-            "interval",
-            seconds=self._interval,
-            next_run_time=self._clock.now(),
-            id="poll",
-            name="poll every address",
-        )
+        # APScheduler runs the jobs (one at a time, a late one coalesced, never queued); when
+        # they are due is kept here on the monotonic clock, because its triggers follow the
+        # wall clock: a clock set back an hour would stop polling for an hour. Each job's own
+        # trigger is a placeholder that never fires; the daemon hands it a run when due.
+        cadences = [(_Cadence(self._interval, self._clock, at_start=True), "poll")]
+        scheduler.add_job(self._poll_once, "interval", seconds=_NEVER, id="poll", name="poll")
         for job in self._jobs:
-            # APScheduler adds a job with next_run_time=None as *paused* (it would never run):
-            # without at_start, leave it out so the first run comes one interval after start.
-            first = {"next_run_time": self._clock.now()} if job.at_start else {}
+            cadences.append((_Cadence(job.every_seconds, self._clock, job.at_start), job.name))
             scheduler.add_job(
-                self._guarded(job),
-                "interval",
-                seconds=job.every_seconds,
-                id=job.name,
-                name=job.name,
-                **first,
+                self._guarded(job), "interval", seconds=_NEVER, id=job.name, name=job.name
             )
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
-        if self._reload is not None:
-            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        previous = self._install_signals()
         # A worker looks for its share more often than a poll lasts: a look that comes while
         # the poll runs is skipped, which is normal and not worth a warning every time.
-        quiet = _SkippedWhileBusy() if self._select is not None else None
-        if quiet is not None:
-            logging.getLogger("apscheduler.scheduler").addFilter(quiet)
-        scheduler.start()
+        quiet = _SkippedWhileBusy()
+        logging.getLogger("apscheduler.scheduler").addFilter(quiet)
+        scheduler.start(paused=False)
         try:
-            # A stopped clock also ends the daemon: a signal may have come before run().
-            watch = _ClockWatch(self._clock)
-            while not self._stop.wait(1.0) and not self._clock.stopped:
-                jump = watch.jump()
-                if jump is not None:
-                    self._follow(scheduler, jump)
+            self._pace(scheduler, cadences)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if quiet is not None:
-                logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
+            logging.getLogger("apscheduler.scheduler").removeFilter(quiet)
             log.info("stopping")
             self._clock.stop()
             scheduler.shutdown(wait=False)
@@ -156,17 +141,35 @@ class Daemon:
             )
         return finished
 
-    def _follow(self, scheduler: BackgroundScheduler, jump: timedelta) -> None:
-        """Move every job's next run by ``jump``, so the schedule keeps its monotonic pace."""
-        seconds = jump.total_seconds()
-        log.warning(
-            "the wall clock jumped %s by %.0f s; the schedule keeps its pace",
-            "forward" if seconds > 0 else "back",
-            abs(seconds),
-        )
-        for job in scheduler.get_jobs():
-            if job.next_run_time is not None:
-                scheduler.modify_job(job.id, next_run_time=job.next_run_time + jump)
+    def _pace(self, scheduler: BackgroundScheduler, cadences: list[tuple[_Cadence, str]]) -> None:
+        """Hand each job to the scheduler when due, until stopped; say when the clock jumps."""
+        watch = _ClockWatch(self._clock)
+        # A stopped clock also ends the daemon: a signal may have come before run().
+        while not self._clock.stopped:
+            for cadence, job_id in cadences:
+                if cadence.due():
+                    scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+            jump = watch.jump()
+            if jump is not None:
+                seconds = jump.total_seconds()
+                log.warning(
+                    "the wall clock jumped %s by %.0f s; polls keep their pace",
+                    "forward" if seconds > 0 else "back",
+                    abs(seconds),
+                )
+            wait = min([1.0, *(cadence.wait() for cadence, _ in cadences)])
+            if self._stop.wait(wait):
+                return
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            # Signals reach only the main thread; a library user running the daemon in another
+            # thread stops it with stop() instead.
+            return {}
+        previous: dict[int, Any] = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
+        if self._reload is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        return previous
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -248,10 +251,33 @@ class Daemon:
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class _Cadence:
+    """When a job is due next, on the monotonic clock: every ``every`` seconds.
+
+    A run that comes late (the machine was suspended, the previous run was long) is one run,
+    and the next is due on the original grid: late runs are coalesced, never queued.
+    """
+
+    def __init__(self, every: float, clock: Clock, at_start: bool) -> None:
+        self.every = float(every)
+        self._clock = clock
+        self._next = clock.monotonic() + (0.0 if at_start else self.every)
+
+    def due(self) -> bool:
+        now = self._clock.monotonic()
+        if now < self._next:
+            return False
+        self._next += (int((now - self._next) // self.every) + 1) * self.every
+        return True
+
+    def wait(self) -> float:
+        return max(0.0, self._next - self._clock.monotonic())
+
+
 class _ClockWatch:
     """Notices when the wall clock moves apart from the monotonic clock."""
 
-    def __init__(self, clock: SystemClock) -> None:
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._wall = clock.now()
         self._mono = clock.monotonic()
