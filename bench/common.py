@@ -91,7 +91,7 @@ def poller(
     requests_per_minute: float,
     max_attempts: int,
     timeout_seconds: float,
-    concurrency: int,
+    concurrency: int | str,
     include_xch: bool = True,
 ) -> Poller:
     """The daemon's poller, built by the library's own assembly from these settings."""

@@ -190,6 +190,7 @@ def load_postgresql(
     """COPY the whole history into the (migrated, empty) schema of a psycopg connection."""
     started = time.monotonic()
     cursor = dbapi.cursor()
+    cursor.execute("SET statement_timeout = 0")  # a bulk load: tracker's own limit is for users
     cursor.execute("SET session_replication_role = replica")  # no FK triggers: rows are consistent
     with cursor.copy("COPY addresses (id, address, label, added_at) FROM STDIN") as copy:
         for n, text, label, added in address_rows(shape):

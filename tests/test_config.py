@@ -78,7 +78,8 @@ def test_example_file_loads_with_documented_defaults() -> None:
     assert sc.key is None
     assert sc.requests_per_minute == 3
     assert sc.timeout_seconds == 30
-    assert sc.concurrency == 4
+    assert sc.concurrency == "auto"
+    assert sc.concurrency_cap == 64
     assert sc.max_attempts == 4
     assert sc.include_xch is True
     assert sc.include_dust is False
@@ -478,7 +479,8 @@ def test_missing_address_in_entry(tmp_path: Path) -> None:
         ("[spacescan]\nrequests_per_minute = 0\n", "spacescan.requests_per_minute", "got 0"),
         ("[spacescan]\nrequests_per_minute = inf\n", "spacescan.requests_per_minute", "got inf"),
         ("[spacescan]\nconcurrency = 0\n", "spacescan.concurrency", "got 0"),
-        ("[spacescan]\nconcurrency = 65\n", "spacescan.concurrency", "got 65"),
+        ("[spacescan]\nconcurrency = 257\n", "spacescan.concurrency", "got 257"),
+        ('[spacescan]\nconcurrency = "many"\n', "spacescan.concurrency", "got 'many'"),
         ("[spacescan]\nmax_attempts = 0\n", "spacescan.max_attempts", "got 0"),
         ("[schedule]\ninterval_seconds = 0\n", "schedule.interval_seconds", "got 0"),
         ("[schedule]\ninterval_seconds = -300\n", "schedule.interval_seconds", "got -300"),

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
-from tracker.domain import WatchedAddress
+from tracker.domain import Observation, WatchedAddress
+from tracker.errors import SourceError
 from tracker.retry import RetryPolicy
 from tracker.service.poller import Poller
 from tracker.sources import http
-from tracker.sources.budget import RateBudget
+from tracker.sources.budget import Concurrency, RateBudget
 from tracker.sources.spacescan import SpacescanSource
 from tracker.store import engine as engines
 from tracker.store import migrate
@@ -23,6 +29,7 @@ from tracker.store.writer import SnapshotStore
 
 from support import make_address, make_asset
 from support.clock import FakeClock
+from support.history import observe
 
 BASE = "https://api.example.test"
 GOOD, BAD = make_address(1), make_address(2)
@@ -146,3 +153,56 @@ def test_garbage_answers_never_become_snapshots(tmp_path: Path) -> None:
         check()
     finally:
         engine.dispose()
+
+
+class _Counting:
+    """A source whose reads take a moment and count how many run at once."""
+
+    name = "counting"
+    batch_size = 1
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def requests_per_read(self, addresses: int) -> float:
+        return addresses
+
+    def read(self, addresses: Sequence[WatchedAddress]) -> list[Observation | SourceError]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.05)
+        with self.lock:
+            self.now -= 1
+        return [observe(entry.address, datetime.now(UTC), {"xch": 1}) for entry in addresses]
+
+
+def test_concurrency_follows_the_budget() -> None:
+    clock = FakeClock()
+    free = Concurrency(RateBudget(3, clock), cap=64)
+    for _ in range(50):
+        free.observe(16.0)  # a large wallet on the free host: one request per 20 s keeps up
+    assert free.limit == 1
+    pro = Concurrency(RateBudget(600, clock), cap=64)
+    for _ in range(50):
+        pro.observe(1.0)
+    assert pro.limit == 15  # 10 requests/s x 1 s, with headroom
+    fast = Concurrency(RateBudget(100_000, clock), cap=64)
+    assert fast.limit == 64  # never above the cap
+
+
+@pytest.mark.parametrize(("per_minute", "most"), [(3, 1), (100_000, 5)])
+def test_a_poll_keeps_no_more_reads_in_flight_than_the_pace_needs(
+    engine: Engine, per_minute: int, most: int
+) -> None:
+    clock = FakeClock()
+    source = _Counting()
+    concurrency = Concurrency(RateBudget(per_minute, clock), cap=5)
+    poller = Poller(source, SnapshotStore(engine, clock), clock, concurrency=concurrency)
+    summary = poller.poll([WatchedAddress(make_address(100 + n), None) for n in range(12)])
+    assert summary.ok == 12
+    assert source.most <= most
+    if most > 1:
+        assert source.most > 1, "reads were not overlapped"

@@ -46,6 +46,8 @@ HOSTS: dict[str, dict[str, str]] = {
 # The free host allows about one request every 20 s; paid plans allow far more, but how much is
 # not published, so the keyed default stays modest and users raise it to match their plan.
 FREE_REQUESTS_PER_MINUTE = 3.0
+AUTO_CONCURRENCY = 64
+MAX_CONCURRENCY = 256
 KEYED_REQUESTS_PER_MINUTE = 60.0
 _SECRET_KEYS = {"api_key", "url", "webhook_url", "token"}
 
@@ -76,7 +78,9 @@ class SpacescanSection(_Section):
     api_key: SecretStr | None = Field(default=None, min_length=1)
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     requests_per_minute: float = Field(default=0.0, gt=0, le=100_000)  # resolved when not given
-    concurrency: int = Field(default=4, ge=1, le=64)
+    # "auto": as many requests in flight as the budget's pace needs (up to AUTO_CONCURRENCY);
+    # a number caps it.
+    concurrency: int | Literal["auto"] = "auto"
     max_attempts: int = Field(default=4, ge=1, le=20)
     include_xch: bool = True
     include_dust: bool = False
@@ -107,6 +111,19 @@ class SpacescanSection(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value) or ""
+
+    @field_validator("concurrency", mode="plain")
+    @classmethod
+    def _cap(cls, value: object) -> int | str:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value == "auto" or (whole and 1 <= value <= MAX_CONCURRENCY):  # type: ignore[operator]
+            return value  # type: ignore[return-value]
+        raise ValueError(f'must be "auto" or a whole number from 1 to {MAX_CONCURRENCY}')
+
+    @property
+    def concurrency_cap(self) -> int:
+        """The most requests in flight at once (the limit itself follows the budget's pace)."""
+        return AUTO_CONCURRENCY if self.concurrency == "auto" else int(self.concurrency)
 
     @property
     def key(self) -> str | None:

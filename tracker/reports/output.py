@@ -8,7 +8,6 @@ character reaches a terminal, no CSV cell starts a spreadsheet formula.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -82,21 +81,33 @@ def _json(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int
     return count
 
 
+def csv_line(cells: Sequence[object]) -> str:
+    """One CSV line (RFC 4180): a field with a comma, a quote, a carriage return or a newline
+    is quoted, its quotes doubled; None is empty. The database-built export writes the same."""
+    fields = []
+    for cell in cells:
+        field = "" if cell is None else str(cell)
+        if any(mark in field for mark in _CSV_SPECIAL):
+            field = '"' + field.replace('"', '""') + '"'
+        fields.append(field)
+    return ",".join(fields) + "\n"
+
+
+_CSV_SPECIAL = (",", '"', "\n", "\r")
+
+
 def _csv(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.key for c in columns])
+    out.write(csv_line([c.key for c in columns]))
     count = 0
     for row in rows:
         cells = [_plain(getattr(row, c.key), c.kind) for c in columns]
-        writer.writerow(
-            [
-                ""
-                if cell is None
-                else csv_cell(cell)
-                if isinstance(cell, str) and c.kind == "text"
-                else cell
-                for c, cell in zip(columns, cells, strict=True)
-            ]
+        out.write(
+            csv_line(
+                [
+                    csv_cell(cell) if isinstance(cell, str) and c.kind == "text" else cell
+                    for c, cell in zip(columns, cells, strict=True)
+                ]
+            )
         )
         count += 1
     return count

@@ -32,7 +32,7 @@ from tracker.service.poller import Poller, PollSummary
 from tracker.service.shared import Leases
 from tracker.sources import http
 from tracker.sources.base import BalanceSource
-from tracker.sources.budget import RateBudget
+from tracker.sources.budget import Concurrency, RateBudget
 from tracker.sources.spacescan import SpacescanSource
 from tracker.store.engine import database_error
 from tracker.store.lock import DaemonLock
@@ -50,12 +50,13 @@ def source(
     clock: SystemClock,
     budget: RateBudget,
     on_response: Callable[[str, str], None] | None = None,
+    on_answer_time: Callable[[float], None] | None = None,
 ) -> BalanceSource:
     """The balance source of these settings."""
     spacescan = settings.spacescan
     return SpacescanSource(
         spacescan.base_url,
-        session=http.session(pool_size=spacescan.concurrency),
+        session=http.session(pool_size=spacescan.concurrency_cap),
         budget=budget,
         clock=clock,
         retry=RetryPolicy(max_attempts=spacescan.max_attempts),
@@ -67,6 +68,7 @@ def source(
         include_xch=spacescan.include_xch,
         include_dust=spacescan.include_dust,
         on_response=on_response,
+        on_answer_time=on_answer_time,
     )
 
 
@@ -80,11 +82,12 @@ def poller(
 ) -> Poller:
     """A poller reading from the settings' source into the database behind ``engine``."""
     budget = budget or RateBudget(settings.spacescan.requests_per_minute, clock)
+    concurrency = Concurrency(budget, settings.spacescan.concurrency_cap)
     return Poller(
-        source(settings, clock, budget, on_response),
+        source(settings, clock, budget, on_response, concurrency.observe),
         SnapshotStore(engine, clock),
         clock,
-        concurrency=settings.spacescan.concurrency,
+        concurrency=concurrency,
     )
 
 

@@ -1,7 +1,8 @@
 """One poll cycle: read every address from a source concurrently, store outcomes as they arrive.
 
-Reading happens on a small thread pool: the source's budget sets the pace, unless the pool is
-smaller than requests per second times the source's answer time. Writing happens on the calling
+Reading happens on a thread pool, as many reads at once as the budget's pace needs (requests per
+second times the answer time, learnt as answers come: :class:`~tracker.sources.budget.Concurrency`),
+so the budget, not the pool, sets the pace. Writing happens on the calling
 thread only, so SQLite never sees two writers from this process and a snapshot is never written
 by a thread that is being torn down. What arrived while the last write ran is written next, in
 one transaction: when storing cannot keep up with reading, the batches grow and the commits (a
@@ -25,6 +26,7 @@ from tracker.domain import CANCELLED, AssetDelta, Observation, WatchedAddress
 from tracker.errors import SourceError, StoreError
 from tracker.sanitize import printable
 from tracker.sources.base import BalanceSource
+from tracker.sources.budget import Concurrency
 from tracker.store.writer import SnapshotStore, Stored
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,12 @@ class Poller:
         store: SnapshotStore,
         clock: Clock,
         *,
-        concurrency: int = 4,
+        concurrency: Concurrency | int = 4,
     ) -> None:
         self.source = source
         self.store = store
         self._clock = clock
+        # A number is a fixed limit (tests, benchmarks of a fixed pool); otherwise adaptive.
         self._concurrency = concurrency
         self._phase_lock = threading.Lock()
         self._phase = "idle"
@@ -120,22 +123,30 @@ class Poller:
         size = max(1, self.source.batch_size)
         batches = [list(addresses[i : i + size]) for i in range(0, len(addresses), size)]
         results: list[AddressResult] = []
-        workers = max(1, min(self._concurrency, len(batches)))
-        waiting = set(range(len(batches)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
-            order: dict[Future[list[_Read]], int] = {
-                pool.submit(self._read, batch): n for n, batch in enumerate(batches)
-            }
-            pending = set(order)
-            while pending:
-                self._set_phase(f"reading {len(waiting)} of {len(batches)} from {self.source.name}")
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                ready = sorted(done, key=order.__getitem__)
-                waiting -= {order[future] for future in ready}
-                self._set_phase("writing to the database")
-                results.extend(self._store_all([read for f in ready for read in f.result()]))
+        cap = self._concurrency if isinstance(self._concurrency, int) else self._concurrency.cap
+        queue = list(enumerate(batches))[::-1]
+        with ThreadPoolExecutor(max_workers=max(1, cap), thread_name_prefix="read") as pool:
+            running: dict[Future[list[_Read]], int] = {}
+            while queue or running:
+                while queue and len(running) < self._limit():
+                    n, batch = queue.pop()
+                    running[pool.submit(self._read, batch)] = n
+                left = len(queue) + len(running)
+                self._set_phase(f"reading {left} of {len(batches)} from {self.source.name}")
+                # Not for ever: the limit may rise while every read in flight is slow.
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                ready = sorted(done, key=running.__getitem__)
+                for future in ready:
+                    del running[future]
+                if ready:
+                    self._set_phase("writing to the database")
+                    results.extend(self._store_all([read for f in ready for read in f.result()]))
         self._set_phase("idle")
         return PollSummary(tuple(results), self._clock.monotonic() - started)
+
+    def _limit(self) -> int:
+        limit = self._concurrency
+        return limit if isinstance(limit, int) else limit.limit
 
     def _read(self, batch: list[WatchedAddress]) -> list[_Read]:
         started_at = self._clock.now()

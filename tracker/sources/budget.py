@@ -8,6 +8,7 @@ its share.
 
 from __future__ import annotations
 
+import math
 import threading
 
 from tracker.clock import Clock
@@ -48,3 +49,40 @@ class RateBudget:
         """No request may start for ``seconds`` from now (a server-side rate limit was hit)."""
         with self._lock:
             self._next = max(self._next, self._clock.monotonic() + seconds)
+
+
+class Concurrency:
+    """How many reads may be in flight at once: enough that the budget, not the pool, sets the
+    pace, and no more.
+
+    Little's law: requests in flight = requests per second x answer time. The answer time is
+    learnt from the answers themselves (a moving average); the limit is that product with some
+    headroom, between 1 and ``cap``. When one request at a time keeps up with the budget (the
+    free host: one request per 20 s, answers in seconds), it stays at one.
+    """
+
+    HEADROOM = 1.5
+    SMOOTHING = 0.2
+
+    def __init__(self, budget: RateBudget, cap: int, answer_seconds: float = 1.0) -> None:
+        self._budget = budget
+        self.cap = max(1, cap)
+        self._answer = answer_seconds
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        """One request took ``seconds`` from sending to its whole answer."""
+        with self._lock:
+            self._answer += self.SMOOTHING * (max(seconds, 0.0) - self._answer)
+
+    @property
+    def answer_seconds(self) -> float:
+        with self._lock:
+            return self._answer
+
+    @property
+    def limit(self) -> int:
+        in_flight = self.answer_seconds / self._budget.interval
+        if in_flight <= 1.0:
+            return 1
+        return max(1, min(self.cap, math.ceil(in_flight * self.HEADROOM)))

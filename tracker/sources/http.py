@@ -175,7 +175,7 @@ class _Adapter(HTTPAdapter):
 def session(pool_size: int = 10) -> requests.Session:
     """A session whose requests can be cut at their deadline (use it with :func:`fetch`)."""
     result = requests.Session()
-    adapter = _Adapter(pool_connections=4, pool_maxsize=max(pool_size, 1))
+    adapter = _Adapter(pool_connections=4, pool_maxsize=max(pool_size, 1), pool_block=False)
     result.mount("http://", adapter)
     result.mount("https://", adapter)
     return result

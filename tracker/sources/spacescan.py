@@ -11,6 +11,7 @@ message in a 200) pauses every request of the process, not just the one that got
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -65,6 +66,7 @@ class SpacescanSource:
         include_dust: bool = False,
         max_pause_seconds: float = 3600.0,
         on_response: Callable[[str, str], None] | None = None,
+        on_answer_time: Callable[[float], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session
@@ -78,6 +80,8 @@ class SpacescanSource:
         self._include_dust = include_dust
         self._max_pause = max_pause_seconds
         self._on_response = on_response or (lambda _endpoint, _outcome: None)
+        # Told how long each answer took, budget waits excluded: how many to keep in flight.
+        self._on_answer_time = on_answer_time or (lambda _seconds: None)
 
     def __repr__(self) -> str:
         return f"SpacescanSource({self.base_url!r}, api_key={'***' if self._api_key else None})"
@@ -165,11 +169,14 @@ class SpacescanSource:
 
     def _answer(self, endpoint: str, url: str, headers: dict[str, str]) -> bytes:
         """The body of a 200, or the error the answer amounts to."""
+        sent = time.monotonic()
         try:
             answer = http.fetch(self._session, "GET", url, limits=self._limits, headers=headers)
         except Unavailable as exc:
+            self._on_answer_time(time.monotonic() - sent)
             self._on_response(endpoint, "timeout" if isinstance(exc, TimedOut) else "connection")
             raise
+        self._on_answer_time(time.monotonic() - sent)
         self._on_response(endpoint, str(answer.status))
         if answer.status == 200:
             return answer.body

@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from tracker.errors import StoreError
 
@@ -52,11 +52,15 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision in ``alembic_version`` (None: no schema yet), read without Alembic: a
+    read-only command should not pay for importing it."""
     with engine.connect() as connection:
-        revision: str | None = MigrationContext.configure(connection).get_current_revision()
-        return revision
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(rows) > 1:
+        raise StoreError(f"the database has several schema revisions ({', '.join(rows)})")
+    return rows[0] if rows else None
 
 
 def known_revisions() -> set[str]:
