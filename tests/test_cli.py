@@ -95,12 +95,72 @@ def test_report_table_is_readable(config: Path) -> None:
     code, out, _ = invoke(config, "report")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:8] == [
-        "address", "label", "asset_id", "symbol",
-        "start_balance", "end_balance", "change", "changes",
-    ]  # fmt: skip
+    assert lines[0].split() == ["address", "asset", "start", "end", "change", "changes"]
     assert "9,007,199,254,740.493" in out
-    assert "-0.500" in out
+    assert "-0.5 " in out  # token units, trailing zeros trimmed
+    assert lines[2].startswith("main ")  # the label, not the address
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_tables_fit_100_columns_and_wide_shows_everything(config: Path) -> None:
+    for command in (["balances"], ["report"], ["status"], ["history", "main"]):
+        code, out, _ = invoke(config, *command)
+        assert code == 0
+        assert all(len(line) <= 100 for line in out.splitlines()), (command, out)
+        assert MAIN not in out  # addresses are shortened or named by label
+        assert "balance_mojos" not in out
+    code, out, _ = invoke(config, "balances", "--wide")
+    assert MAIN in out
+    assert SBX in out
+    assert "balance_mojos" in out
+    assert "9007199254740493" in out
+    # CSV and JSON keep every column, exact.
+    code, out, _ = invoke(config, "balances", "--format", "csv")
+    assert out.splitlines()[0] == "address,label,asset_id,symbol,balance,balance_mojos,taken_at"
+
+
+def test_a_long_error_is_cut_to_fit(engine: Engine, config: Path) -> None:
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(MAIN, "main")], T0)
+    store.record_failure(MAIN, T0 + timedelta(hours=3), T0 + timedelta(hours=3), "x" * 300)
+    code, out, _ = invoke(config, "status")
+    assert code == 0
+    assert all(len(line) <= 100 for line in out.splitlines())
+    assert "xxx…" in out
+    assert "x" * 300 in invoke(config, "status", "--format", "json")[1]
+
+
+def test_messages_say_what_is_true(config: Path) -> None:
+    code, out, err = invoke(config, "balances", "--at", "2026-01-01")
+    assert (code, out) == (1, "")
+    assert err == (
+        "tracker: error: no balances at 2026-01-01T00:00:00Z: "
+        "the history starts 2026-03-01T12:00:00Z\n"
+    )
+    code, out, err = invoke(config, "report", "--since", "2099-01-01")
+    assert code == 2
+    assert "in the future" in err
+    code, out, err = invoke(config, "history", "main", "--since", "2026-03-01T13:00:00Z")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[2:]] == [
+        "2026-03-01T13:00:00Z",
+        "2026-03-01T13:00:00Z",
+        "2026-03-01T14:00:00Z",
+        "2026-03-01T14:00:00Z",
+    ]
+
+
+def test_usage_errors_are_one_line_with_a_hint(config: Path) -> None:
+    result = CliRunner().invoke(cli, ["balances", "--config", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "tracker: error: balances: no such option --config (--config is a global option: put "
+        "it before the command, tracker --config ... balances)\n"
+    )
+    code, _, err = invoke(config, "report", "--period", "year")
+    assert code == 2
+    assert err.startswith("tracker: error: report: Invalid value for '--period'")
+    assert err.count("\n") == 1
 
 
 def test_history_by_label_and_symbol(config: Path) -> None:
@@ -170,8 +230,14 @@ def test_db_commands(tmp_path: Path) -> None:
     assert err.startswith("tracker: error: ")
     assert "nope" in err
     assert err.count("\n") == 1
-    assert invoke(path, "db", "downgrade", "0001")[1] == "database at revision 0001\n"
-    assert invoke(path, "db", "downgrade", "base")[1] == "database at revision base\n"
+    code, out, err = invoke(path, "db", "downgrade", "base")
+    assert (code, out) == (2, "")  # no terminal to ask on, and no --yes
+    assert "refusing without a terminal to ask on (give --yes)" in err
+    assert (
+        invoke(path, "db", "current")[1].splitlines()[0] == f"database: {migrate.head_revision()}"
+    )
+    assert invoke(path, "db", "downgrade", "0001", "--yes")[1] == "database at revision 0001\n"
+    assert invoke(path, "db", "downgrade", "base", "-y")[1] == "database at revision base\n"
 
 
 def test_balances_at_and_report_periods(config: Path) -> None:

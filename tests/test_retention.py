@@ -686,6 +686,13 @@ def test_cli_prune(cli_history: Path, cli_engine: Engine) -> None:
     code, out, err = invoke(
         cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob"
     )
+    assert code == 2  # no terminal to ask on, and no --yes
+    assert "refusing without a terminal" in err
+    assert len(snapshots_of(cli_engine, BOB)) == 240  # nothing changed
+
+    code, out, err = invoke(
+        cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob", "--yes"
+    )
     assert (code, err) == (0, "")
     assert out.startswith("removed ")
     assert " from 1 address; " in out
@@ -693,7 +700,9 @@ def test_cli_prune(cli_history: Path, cli_engine: Engine) -> None:
     assert 48 < len(snapshots_of(cli_engine, BOB)) < 70
     check_chain(cli_engine, BOB)
 
-    code, out, _ = invoke(cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob")
+    code, out, _ = invoke(
+        cli_history, "prune", "--keep", "all:2d,daily:forever", "--label", "bob", "-y"
+    )
     assert (code, out.split(",")[0]) == (0, "removed 0 snapshots")
 
 
@@ -701,7 +710,7 @@ def test_cli_prune_uses_the_config_policy(
     cli_history: Path, cli_engine: Engine, cli_db_url: str
 ) -> None:
     config = config_file(cli_history.parent, cli_db_url, '[retention]\nkeep = "daily:forever"\n')
-    code, out, _ = invoke(config, "prune", "--address", "alice")
+    code, out, _ = invoke(config, "prune", "--address", "alice", "--yes")
     assert code == 0
     assert out.startswith("removed ")
     assert 10 <= len(snapshots_of(cli_engine, ALICE)) <= 12  # the last of each day, and the first

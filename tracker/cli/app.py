@@ -75,11 +75,17 @@ def _drop_stdout() -> None:
 
 def _usage_message(exc: click.ClickException, argv: Sequence[str]) -> str:
     message = " ".join(exc.format_message().split())
-    if isinstance(exc, click.NoSuchOption) and exc.option_name in GLOBAL_OPTIONS:
-        message += f" ({exc.option_name} is a global option: put it before the command)"
-    elif isinstance(exc, click.UsageError) and exc.ctx is not None and exc.ctx.command_path:
-        message = f"{exc.ctx.command_path.removeprefix('tracker').strip() or 'tracker'}: {message}"
-    return message
+    command = ""
+    if isinstance(exc, click.UsageError) and exc.ctx is not None and exc.ctx.command_path:
+        command = exc.ctx.command_path.partition(" ")[2]  # without the program's name
+    if isinstance(exc, click.NoSuchOption):
+        message = f"no such option {exc.option_name}"
+        if exc.option_name in GLOBAL_OPTIONS:
+            message += (
+                f" ({exc.option_name} is a global option: put it before the command, "
+                f"tracker {exc.option_name} ... {command or 'COMMAND'})"
+            )
+    return f"{command}: {message}" if command else message
 
 
 _REDACT: list[Callable[[str], str]] = []
@@ -193,10 +199,70 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
     ctx.call_on_close(app.close)
 
 
-def print_rows(rows: Sequence[object], columns: Sequence[Column], fmt: str, empty: str) -> None:
-    from tracker.reports.output import render
+def yes_option(func: F) -> F:
+    return click.option(
+        "--yes", "-y", is_flag=True, help="Do it without asking (needed without a terminal)."
+    )(func)
 
-    count = render(rows, columns, fmt, sys.stdout)
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before something that loses history; without a terminal, only ``--yes`` does it."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{question}: refusing without a terminal to ask on (give --yes)", EXIT_USAGE)
+    if not click.confirm(f"{question}?", default=False, err=True):
+        fail("nothing was changed", EXIT_USAGE)
+
+
+def wide_option(func: F) -> F:
+    return click.option(
+        "--wide", is_flag=True, help="Tables: every column, full addresses and asset ids."
+    )(func)
+
+
+def print_rows(
+    rows: Sequence[object],
+    full: Sequence[Column],
+    compact: Sequence[Column],
+    fmt: str,
+    *,
+    wide: bool = False,
+) -> int:
+    """Rows in ``fmt``: CSV and JSON (and a --wide table) with every column, exact; a table
+    for people with the ``compact`` columns, fitted to the terminal (or 100 columns)."""
+    import shutil
+
+    from tracker.reports.output import TABLE_WIDTH, render
+
+    table = fmt == "table" and not wide
+    width = None
+    if fmt == "table":
+        width = 10**6 if wide else TABLE_WIDTH
+        if sys.stdout.isatty() and not wide:
+            width = shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
+    count = render(rows, compact if table else full, fmt, sys.stdout, width=width)
     sys.stdout.flush()
-    if not count and fmt == "table":
-        click.echo(empty, err=True)
+    return count
+
+
+TITLES = {
+    "who": "address",
+    "consecutive_failures": "failures",
+    "start_balance": "start",
+    "end_balance": "end",
+    "last_success": "last success",
+    "last_attempt": "last attempt",
+    "last_error": "last error",
+}
+"""Shorter headers for tables (CSV and JSON keep the keys)."""
+
+
+def columns(*specs: tuple[str, str] | tuple[str, str, bool]) -> tuple[Column, ...]:
+    """Columns from (key, kind[, clip]) triples."""
+    from tracker.reports.output import Column
+
+    return tuple(
+        Column(spec[0], spec[1], TITLES.get(spec[0]), len(spec) > 2 and bool(spec[-1]))  # type: ignore[arg-type]
+        for spec in specs
+    )

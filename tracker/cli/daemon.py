@@ -7,7 +7,7 @@ import os
 
 import click
 
-from tracker.cli.app import EXIT_OK, App, cli, fail, selection_options
+from tracker.cli.app import EXIT_OK, App, cli, confirm, fail, selection_options, yes_option
 from tracker.errors import Conflict
 
 log = logging.getLogger("tracker")
@@ -73,9 +73,15 @@ def poll(app: App) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
 @selection_options(asset=False)
+@yes_option
 @click.pass_obj
 def prune(
-    app: App, keep: str | None, dry_run: bool, address: str | None, label: str | None
+    app: App,
+    keep: str | None,
+    dry_run: bool,
+    address: str | None,
+    label: str | None,
+    yes: bool,
 ) -> None:
     """Thin out old snapshots by a retention policy; every remaining delta stays exact.
 
@@ -84,12 +90,12 @@ def prune(
     each UTC hour, day, week or month; older than the last age, none (unless it is forever).
     The first and the latest snapshot of each address are always kept. The deltas between
     kept snapshots are merged, so reports between kept snapshots do not change. Safe while
-    the daemon runs.
+    the daemon runs. Asks first (without a terminal, only with --yes).
 
     \b
     Examples:
       tracker prune --keep all:7d,hourly:90d,daily:forever --dry-run
-      tracker prune
+      tracker prune --yes
     """
     from tracker.reports.selection import Selection
     from tracker.retention.policy import EXAMPLE, PolicyError
@@ -101,8 +107,14 @@ def prune(
             f"or set [retention] keep in {settings.path}",
             2,
         )
+    selection = Selection(address=address, label=label)
     try:
-        summary = app.tracker.prune(keep, Selection(address=address, label=label), dry_run=dry_run)
+        if not dry_run and not yes:
+            # Count first: a bad policy or address is said before asking, and the question
+            # says what would go.
+            plan = app.tracker.prune(keep, selection, dry_run=True)
+            confirm(plan.line().removesuffix(" (dry run: nothing was changed)") + "; go ahead", yes)
+        summary = app.tracker.prune(keep, selection, dry_run=dry_run)
     except PolicyError as exc:
         fail(f"--keep: {exc}" if keep is not None else str(exc), exc.exit_code)
     click.echo(summary.line())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -13,18 +13,17 @@ from tracker.cli.app import (
     Moment,
     check_window,
     cli,
+    columns,
     fail,
     format_option,
     print_rows,
     selection_options,
+    wide_option,
 )
+from tracker.times import iso
 
-
-def _columns(*specs: tuple[str, str]):  # type: ignore[no-untyped-def]
-    from tracker.reports.output import Column
-
-    return tuple(Column(key, kind) for key, kind in specs)  # type: ignore[arg-type]
-
+Spec = tuple[str, str] | tuple[str, str, bool]
+"""A column: its key, its kind and (optional) whether a table may cut it."""
 
 BALANCE = (
     ("address", "text"),
@@ -33,6 +32,12 @@ BALANCE = (
     ("symbol", "text"),
     ("balance", "amount"),
     ("balance_mojos", "mojos"),
+    ("taken_at", "time"),
+)
+BALANCE_TABLE = (
+    ("who", "text", True),
+    ("asset", "text", True),
+    ("balance", "amount"),
     ("taken_at", "time"),
 )
 REPORT = (
@@ -47,6 +52,14 @@ REPORT = (
     ("start_at", "time"),
     ("end_at", "time"),
 )
+REPORT_TABLE = (
+    ("who", "text", True),
+    ("asset", "text", True),
+    ("start_balance", "amount"),
+    ("end_balance", "amount"),
+    ("change", "change"),
+    ("changes", "count"),
+)
 STATUS = (
     ("address", "text"),
     ("label", "text"),
@@ -55,6 +68,13 @@ STATUS = (
     ("consecutive_failures", "count"),
     ("snapshots", "count"),
     ("last_error", "text"),
+)
+STATUS_TABLE = (
+    ("who", "text", True),
+    ("last_success", "time"),
+    ("consecutive_failures", "count"),
+    ("snapshots", "count"),
+    ("last_error", "text", True),
 )
 HISTORY = (
     ("taken_at", "time"),
@@ -65,6 +85,7 @@ HISTORY = (
     ("balance", "amount"),
     ("balance_mojos", "mojos"),
 )
+HISTORY_TABLE = (("taken_at", "time"), ("asset", "text", True), ("balance", "amount"))
 
 
 def _selection(address: str | None, label: str | None, asset: str | None = None):  # type: ignore[no-untyped-def]
@@ -81,6 +102,7 @@ def _selection(address: str | None, label: str | None, asset: str | None = None)
     help="Balances at this moment (from the last snapshot at or before it), e.g. for taxes.",
 )
 @format_option
+@wide_option
 @click.pass_obj
 def balances(
     app: App,
@@ -89,6 +111,7 @@ def balances(
     asset: str | None,
     at: datetime | None,
     fmt: str,
+    wide: bool,
 ) -> None:
     """The balance of each address and asset: the latest, or --at a moment.
 
@@ -98,8 +121,17 @@ def balances(
     Example:
       tracker balances --at 2026-12-31T23:59:59Z --format csv
     """
-    rows = app.tracker.balances(_selection(address, label, asset), at)
-    print_rows(rows, _columns(*BALANCE), fmt, "no snapshots (yet, or before --at)")
+    selection = _selection(address, label, asset)
+    rows = app.tracker.balances(selection, at)
+    if print_rows(rows, columns(*BALANCE), columns(*BALANCE_TABLE), fmt, wide=wide):
+        return
+    first = app.tracker.first_taken(_selection(address, label))
+    if first is None:
+        click.echo("no snapshots yet: nothing has been polled", err=True)
+    elif at is not None and at < first:
+        fail(f"no balances at {iso(at)}: the history starts {iso(first)}")
+    elif asset is not None:
+        click.echo(f"{asset} is not held by any address{f' at {iso(at)}' if at else ''}", err=True)
 
 
 @cli.command()
@@ -113,6 +145,7 @@ def balances(
 @click.option("--total", is_flag=True, help="Sum the addresses per asset: the portfolio.")
 @selection_options(asset=True)
 @format_option
+@wide_option
 @click.pass_obj
 def report(
     app: App,
@@ -124,6 +157,7 @@ def report(
     label: str | None,
     asset: str | None,
     fmt: str,
+    wide: bool,
 ) -> None:
     """Balance changes per address and asset over a window (default: all history).
 
@@ -138,6 +172,8 @@ def report(
       tracker report --period month --total --asset xch
     """
     check_window(since, until)
+    if since is not None and since > datetime.now(UTC):
+        fail(f"--since {iso(since)} is in the future: there is nothing to report yet", 2)
     rows = app.tracker.report(
         since,
         until,
@@ -145,39 +181,64 @@ def report(
         period=period,  # type: ignore[arg-type]
         total=total,
     )
-    columns = REPORT if period is None else (*REPORT[:4], ("period", "text"), *REPORT[4:])
-    print_rows(rows, _columns(*columns), fmt, "no snapshots in this window")
+    full: tuple[Spec, ...] = REPORT
+    table: tuple[Spec, ...] = REPORT_TABLE
+    if period is not None:
+        full = (*REPORT[:4], ("period", "text"), *REPORT[4:])
+        table = (*REPORT_TABLE[:2], ("period", "text"), *REPORT_TABLE[2:])
+    if not print_rows(rows, columns(*full), columns(*table), fmt, wide=wide) and fmt == "table":
+        click.echo("no snapshots in this window", err=True)
 
 
 @cli.command()
 @selection_options(asset=False)
 @format_option
+@wide_option
 @click.pass_obj
-def status(app: App, address: str | None, label: str | None, fmt: str) -> None:
+def status(app: App, address: str | None, label: str | None, fmt: str, wide: bool) -> None:
     """Poll health per address: last success, last error, failures since the last success.
+
+    A poll cancelled by a stop (Ctrl-C, SIGTERM) is not counted as a failure.
 
     \b
     Example:
       tracker status
     """
     rows = app.tracker.status(_selection(address, label))
-    print_rows(rows, _columns(*STATUS), fmt, "no addresses in the database yet")
+    shown = print_rows(rows, columns(*STATUS), columns(*STATUS_TABLE), fmt, wide=wide)
+    if not shown and fmt == "table":
+        click.echo("no addresses in the database yet", err=True)
 
 
 @cli.command()
 @click.argument("address")
 @click.option("--asset", metavar="ID", help="Only this asset: asset id, token id, symbol or xch.")
+@click.option("--since", type=Moment(), help="From this time (or age), included.")
+@click.option("--until", type=Moment(), help="To this time, included.")
 @format_option
+@wide_option
 @click.pass_obj
-def history(app: App, address: str, asset: str | None, fmt: str) -> None:
+def history(
+    app: App,
+    address: str,
+    asset: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    fmt: str,
+    wide: bool,
+) -> None:
     """The balance time series of ADDRESS (an address or a label), oldest first.
 
     \b
     Example:
-      tracker history example --asset xch --format csv
+      tracker history example --asset xch --since 30d --format csv
     """
-    rows = app.tracker.history(address, asset)
-    print_rows(rows, _columns(*HISTORY), fmt, "no snapshots of this address yet")
+    check_window(since, until)
+    rows = app.tracker.history(address, asset, since, until)
+    shown = print_rows(rows, columns(*HISTORY), columns(*HISTORY_TABLE), fmt, wide=wide)
+    if not shown and fmt == "table":
+        window = " in this window" if since or until else " yet"
+        click.echo(f"no snapshots of this address{window}", err=True)
 
 
 @cli.command("export")

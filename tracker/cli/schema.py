@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tracker.cli.app import App, cli
+from tracker.cli.app import App, cli, confirm, yes_option
 
 
 @cli.group("db")
@@ -27,14 +27,17 @@ def db_upgrade(app: App, revision: str) -> None:
 
 @db_group.command("downgrade")
 @click.argument("revision")
+@yes_option
 @click.pass_obj
-def db_downgrade(app: App, revision: str) -> None:
-    """Downgrade the schema to REVISION (`base` removes every table: history is lost).
+def db_downgrade(app: App, revision: str, yes: bool) -> None:
+    """Downgrade the schema to REVISION: what later revisions hold is dropped (`base` drops
+    every table, the whole history). Asks first; without a terminal, only with --yes.
 
     \b
     Example:
-      tracker db downgrade 0002
+      tracker db downgrade 0002 --yes
     """
+    confirm(f"downgrade {app.tracker.settings.masked_database_url} to {revision}", yes)
     click.echo(f"database at revision {app.tracker.downgrade(revision) or 'base'}")
 
 

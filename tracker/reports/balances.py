@@ -66,8 +66,23 @@ def balances(
     return sorted(rows, key=lambda r: (r.address, asset_order(r.asset_id, r.symbol)))
 
 
-def history(engine: Engine, address: str, asset: str | None = None) -> list[BalanceRow]:
-    """The balance of every asset at every snapshot of ``address``, oldest first.
+def first_taken(engine: Engine, selection: Selection = EVERYTHING) -> datetime | None:
+    """When the history of the selected addresses starts (None: nothing stored yet)."""
+    with engine.connect() as connection:
+        addresses = resolve_addresses(connection, selection)
+        found = queries.first(connection, ids(addresses))
+    return min((snap.taken_at for snap in found.values()), default=None)
+
+
+def history(
+    engine: Engine,
+    address: str,
+    asset: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[BalanceRow]:
+    """The balance of every asset at every snapshot of ``address`` from ``since`` to ``until``
+    (both included), oldest first.
 
     Once an asset has appeared it stays in the series with 0 while it is not held, so a series
     never just stops: the drop to zero is visible.
@@ -75,10 +90,13 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
     with engine.connect() as connection:
         (who,) = resolve_addresses(connection, Selection(address=address))
         only = resolve_asset(connection, asset) if asset is not None else None
+        window = [Snapshot.address_id == who.id]
+        if since is not None:
+            window.append(Snapshot.taken_at >= since)
+        if until is not None:
+            window.append(Snapshot.taken_at <= until)
         snapshots = connection.execute(
-            select(Snapshot.id, Snapshot.taken_at)
-            .where(Snapshot.address_id == who.id)
-            .order_by(Snapshot.taken_at)
+            select(Snapshot.id, Snapshot.taken_at).where(*window).order_by(Snapshot.taken_at)
         ).all()
         query = (
             select(
@@ -87,7 +105,7 @@ def history(engine: Engine, address: str, asset: str | None = None) -> list[Bala
                 SnapshotBalance.balance_mojos,
             )
             .join(Snapshot, Snapshot.id == SnapshotBalance.snapshot_id)
-            .where(Snapshot.address_id == who.id)
+            .where(*window)
         )
         if only is not None:
             query = query.where(SnapshotBalance.asset_id == only.id)

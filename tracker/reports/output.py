@@ -15,8 +15,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, TextIO
 
-from tabulate import tabulate
-
 from tracker.sanitize import csv_cell, printable
 from tracker.times import iso
 
@@ -27,13 +25,25 @@ FORMATS = ("table", "csv", "json")
 
 @dataclass(frozen=True)
 class Column:
+    """A column: the row attribute it shows (``key``) and how to write its values.
+
+    Two keys are made for people and exist only in tables: ``who`` (the label, else the
+    address shortened) and ``asset`` (the symbol, else the asset id shortened). ``clip`` marks
+    a column that may be cut to make a table fit its width.
+    """
+
     key: str
     kind: Kind = "text"
     header: str | None = None
+    clip: bool = False
 
     @property
     def title(self) -> str:
         return self.header or self.key
+
+
+TABLE_WIDTH = 100
+"""What a table fits in when the terminal's width is not known."""
 
 
 def short_address(address: str) -> str:
@@ -55,18 +65,25 @@ def _plain(value: object, kind: Kind) -> object:
     return value
 
 
-def render(rows: Iterable[object], columns: Sequence[Column], fmt: str, out: TextIO) -> int:
+def render(
+    rows: Iterable[object],
+    columns: Sequence[Column],
+    fmt: str,
+    out: TextIO,
+    *,
+    width: int | None = None,
+) -> int:
     """Write ``rows`` (objects with an attribute per column) in ``fmt``; returns the row count.
 
     Every format but the table writes each row as it arrives, so an iterator of any length
-    streams through in constant memory.
+    streams through in constant memory. A table fits ``width`` columns (default 100).
     """
     if fmt == "json":
         return _json(rows, columns, out)
     if fmt == "csv":
         return _csv(rows, columns, out)
     if fmt == "table":
-        return _table(rows, columns, out)
+        return _table(rows, columns, out, width)
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -113,25 +130,15 @@ def _csv(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int:
     return count
 
 
-def _table(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> int:
-    cells = []
-    for row in rows:
-        line = []
-        for column in columns:
-            value = getattr(row, column.key)
-            if value is None:
-                line.append("-")
-            elif column.kind == "time" and isinstance(value, datetime):
-                line.append(iso(value))
-            elif column.kind == "amount" and isinstance(value, Decimal):
-                line.append(f"{value:,f}")
-            elif column.kind == "change" and isinstance(value, Decimal):
-                line.append(f"{value:+,f}" if value else f"{value:,f}")
-            else:
-                line.append(printable(str(value)))
-        cells.append(line)
+def _table(
+    rows: Iterable[object], columns: Sequence[Column], out: TextIO, width: int | None
+) -> int:
+    from tabulate import tabulate  # only tables need it: a CSV or JSON command does not wait
+
+    cells = [[_shown(row, column) for column in columns] for row in rows]
     if not cells:
         return 0
+    _fit(cells, columns, width or TABLE_WIDTH)
     align = ["left" if c.kind in ("text", "time") else "right" for c in columns]
     out.write(
         tabulate(
@@ -144,3 +151,49 @@ def _table(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> in
         + "\n"
     )
     return len(cells)
+
+
+def _shown(row: object, column: Column) -> str:
+    """A table cell, as a person reads it: amounts trimmed, outside text made harmless."""
+    if column.key == "who":
+        label, address = getattr(row, "label", None), getattr(row, "address", None)
+        value: object = label or (short_address(address) if address else "all")
+    elif column.key == "asset":
+        symbol, asset_id = getattr(row, "symbol", None), str(getattr(row, "asset_id", ""))
+        value = symbol or (asset_id if len(asset_id) <= 12 else f"{asset_id[:6]}…{asset_id[-4:]}")
+    else:
+        value = getattr(row, column.key)
+    if value is None:
+        return "-"
+    if column.kind == "time" and isinstance(value, datetime):
+        return iso(value)
+    if column.kind in ("amount", "change") and isinstance(value, Decimal):
+        trimmed = value.normalize() if value else Decimal(0)
+        text = f"{trimmed:,f}"
+        return f"+{text}" if column.kind == "change" and value > 0 else text
+    if column.kind == "count" and isinstance(value, int):
+        return f"{value:,}"
+    return printable(str(value))
+
+
+def _fit(cells: list[list[str]], columns: Sequence[Column], width: int) -> None:
+    """Cut the clippable columns, longest first, until the table fits ``width``."""
+    # tabulate makes every column at least two wider than its header.
+    widths = [
+        max(len(column.title) + 2, *(len(line[n]) for line in cells))
+        for n, column in enumerate(columns)
+    ]
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    clippable = [n for n, column in enumerate(columns) if column.clip]
+    while excess > 0 and clippable:
+        n = max(clippable, key=widths.__getitem__)
+        floor = max(len(columns[n].title) + 2, 8)
+        if widths[n] <= floor:
+            clippable.remove(n)
+            continue
+        target = max(floor, widths[n] - excess)
+        excess -= widths[n] - target
+        widths[n] = target
+        for line in cells:
+            if len(line[n]) > target:
+                line[n] = line[n][: target - 1] + "…"

@@ -187,11 +187,25 @@ class Tracker:
         )
 
     @_database
-    def history(self, address: str, asset: str | None = None) -> list[BalanceRow]:
-        """The balance time series of one address (or label)."""
+    def history(
+        self,
+        address: str,
+        asset: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[BalanceRow]:
+        """The balance time series of one address (or label), over a window."""
         from tracker.reports.balances import history
 
-        return history(self.engine(), address, asset)
+        return history(self.engine(), address, asset, since, until)
+
+    @_database
+    def first_taken(self, selection: Selection | None = None) -> datetime | None:
+        """When the selected addresses' history starts (None: nothing stored yet)."""
+        from tracker.reports.balances import first_taken
+        from tracker.reports.selection import EVERYTHING
+
+        return first_taken(self.engine(), selection or EVERYTHING)
 
     @_database
     def status(self, selection: Selection | None = None) -> list[StatusRow]:

@@ -38,6 +38,36 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _holder_row(connection: Connection, key: int) -> Any:
+    return connection.execute(
+        text(
+            "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, l.mode"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            "  AND l.database = (SELECT oid FROM pg_database"
+            "                    WHERE datname = current_database())"
+            "  AND l.classid::bigint = :high AND l.objid::bigint = :low AND l.objsubid = 1"
+        ),
+        # A bigint advisory key is stored as two unsigned 32-bit halves.
+        {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+    ).first()
+
+
+def running_daemon(url: str | URL) -> tuple[int, str] | None:
+    """The pid and host of a daemon holding this database's lock (as it named itself)."""
+    engine = create(url, poolclass=NullPool, pool_pre_ping=False)
+    try:
+        with engine.connect() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar() or ""
+            row = _holder_row(connection, lock_key(schema))
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    match = _APPLICATION_NAME.fullmatch((row[1] if row is not None else None) or "")
+    return (int(match[1]), match[2]) if match else None
+
+
 class PostgresLock:
     """``pg_try_advisory_lock`` on a connection of its own, which lives as long as the lock.
 
@@ -100,18 +130,7 @@ class PostgresLock:
     @staticmethod
     def _holder(connection: Connection, key: int) -> str | None:
         """Who holds ``key`` in this database; None if nobody does any more."""
-        row = connection.execute(
-            text(
-                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, l.mode"
-                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted"
-                "  AND l.database = (SELECT oid FROM pg_database"
-                "                    WHERE datname = current_database())"
-                "  AND l.classid::bigint = :high AND l.objid::bigint = :low AND l.objsubid = 1"
-            ),
-            # A bigint advisory key is stored as two unsigned 32-bit halves.
-            {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
-        ).first()
+        row = _holder_row(connection, key)
         if row is None:
             return None
         backend_pid, application_name, client, started, mode = row
