@@ -10,7 +10,6 @@ log line can show them.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -26,15 +25,19 @@ from pydantic import (
     model_validator,
 )
 
+from tracker.config_read import (
+    API_KEY_ENV,
+    DATABASE_URL_ENV,
+    DEFAULT_CONFIG,
+    Database,
+    check_database_url,
+    config_path,
+    read_toml,
+)
 from tracker.domain import PREFIXES, AddressError, WatchedAddress, normalize_address
 from tracker.errors import ConfigError
 from tracker.redact import Redactor, mask_url, url_secrets
 from tracker.retention.policy import Policy, parse_policy
-
-DEFAULT_CONFIG = "tracker.toml"
-CONFIG_ENV = "TRACKER_CONFIG"
-DATABASE_URL_ENV = "TRACKER_DATABASE_URL"
-API_KEY_ENV = "SPACESCAN_API_KEY"
 
 HOSTS: dict[str, dict[str, str]] = {
     "mainnet": {"free": "https://api.spacescan.io", "pro": "https://pro-api.spacescan.io"},
@@ -216,6 +219,10 @@ class Settings(_Section):
         return mask_url(self.database_url)
 
     @property
+    def location(self) -> Database:
+        return Database(self.database_url, self.path)
+
+    @property
     def watched(self) -> tuple[WatchedAddress, ...]:
         return tuple(WatchedAddress(entry.address, entry.label) for entry in self.addresses)
 
@@ -245,27 +252,10 @@ class Settings(_Section):
         return Redactor(secrets)
 
 
-def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    """``--config`` wins, then ``$TRACKER_CONFIG``, then ``./tracker.toml``."""
-    return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
 def load(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     """Read and check the whole file; raises :class:`ConfigError` with a one-line message."""
     env = os.environ if env is None else env
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: config file not found (give --config PATH or set {CONFIG_ENV})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {_one_line(exc)}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {_one_line(exc)}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
-    return parse(raw, path, env)
+    return parse(read_toml(path), path, env)
 
 
 def parse(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
@@ -300,32 +290,6 @@ def _with_environment(raw: Mapping[str, Any], env: Mapping[str, str]) -> dict[st
             if isinstance(table, dict):
                 data[section] = {**table, key: env[variable]}
     return data
-
-
-def check_database_url(url: str) -> None:
-    """Only what tracker can open: SQLite (pysqlite) and PostgreSQL through psycopg 3."""
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise ValueError("not a database URL (expected e.g. sqlite:///tracker.db)") from None
-    backend, _, driver = parsed.drivername.partition("+")
-    if backend not in ("sqlite", "postgresql", "postgres"):
-        raise ValueError("only sqlite and postgresql databases are supported")
-    if driver and driver not in ("psycopg", "pysqlite"):
-        use = "postgresql:// (psycopg 3)" if backend != "sqlite" else "sqlite:///FILE"
-        raise ValueError(f"the {driver} driver is not supported: use {use}")
-    for name, value in parsed.query.items():
-        if name in ("timeout", "connect_timeout", "statement_timeout"):
-            text = value if isinstance(value, str) else ",".join(value)
-            try:
-                number = float(text)
-            except ValueError:
-                number = -1.0
-            if not 0 <= number < 1e9:
-                raise ValueError(f"query parameter {name}={text!r} must be a number of seconds")
 
 
 def _check_addresses(
@@ -401,5 +365,4 @@ def _short(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+__all__ = ["Database", "Settings", "config_path", "load", "parse"]

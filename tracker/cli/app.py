@@ -159,11 +159,23 @@ class App:
 
     @property
     def tracker(self) -> Tracker:
+        """The tracker, its whole configuration checked (commands that poll or write)."""
+        tracker = self._open(reading=False)
+        tracker.settings  # noqa: B018  (checks the whole file now, before anything runs)
+        _REDACT.append(tracker.redact)
+        return tracker
+
+    @property
+    def reader(self) -> Tracker:
+        """The tracker for a read-only command: only ``[database]`` is read and checked."""
+        return self._open(reading=True)
+
+    def _open(self, *, reading: bool) -> Tracker:
         if self._tracker is None:
             from tracker.service.tracker import Tracker
 
-            self._tracker = Tracker.open(self.config)
-            _REDACT.append(self._tracker.redact)
+            self._tracker = Tracker.open(self.config, reading=reading)
+            _REDACT.append(lambda text: self._tracker.redact(text) if self._tracker else text)
         return self._tracker
 
     def close(self) -> None:

@@ -122,10 +122,10 @@ def balances(
       tracker balances --at 2026-12-31T23:59:59Z --format csv
     """
     selection = _selection(address, label, asset)
-    rows = app.tracker.balances(selection, at)
+    rows = app.reader.balances(selection, at)
     if print_rows(rows, columns(*BALANCE), columns(*BALANCE_TABLE), fmt, wide=wide):
         return
-    first = app.tracker.first_taken(_selection(address, label))
+    first = app.reader.first_taken(_selection(address, label))
     if first is None:
         click.echo("no snapshots yet: nothing has been polled", err=True)
     elif at is not None and at < first:
@@ -174,7 +174,7 @@ def report(
     check_window(since, until)
     if since is not None and since > datetime.now(UTC):
         fail(f"--since {iso(since)} is in the future: there is nothing to report yet", 2)
-    rows = app.tracker.report(
+    rows = app.reader.report(
         since,
         until,
         _selection(address, label, asset),
@@ -204,7 +204,7 @@ def status(app: App, address: str | None, label: str | None, fmt: str, wide: boo
     Example:
       tracker status
     """
-    rows = app.tracker.status(_selection(address, label))
+    rows = app.reader.status(_selection(address, label))
     shown = print_rows(rows, columns(*STATUS), columns(*STATUS_TABLE), fmt, wide=wide)
     if not shown and fmt == "table":
         click.echo("no addresses in the database yet", err=True)
@@ -234,7 +234,7 @@ def history(
       tracker history example --asset xch --since 30d --format csv
     """
     check_window(since, until)
-    rows = app.tracker.history(address, asset, since, until)
+    rows = app.reader.history(address, asset, since, until)
     shown = print_rows(rows, columns(*HISTORY), columns(*HISTORY_TABLE), fmt, wide=wide)
     if not shown and fmt == "table":
         window = " in this window" if since or until else " yet"
@@ -281,7 +281,7 @@ def export_command(
       tracker export --changes --format jsonl --asset xch | jq -r .delta
     """
     check_window(since, until)
-    app.tracker.export(
+    app.reader.export(
         sys.stdout,
         changes=changes,
         fmt=fmt,
@@ -334,7 +334,7 @@ def chart(
     check_window(since, until)
     chart_format(output)
     try:
-        series = app.tracker.series(address, asset, since, until)
+        series = app.reader.series(address, asset, since, until)
     except AddressNeeded as exc:
         fail(
             f"the database holds {exc.count} addresses: choose one with --address "
@@ -345,7 +345,7 @@ def chart(
         what = f"no {asset} balance" if asset else "no snapshots"
         window = " in this window" if since or until else ""
         fail(f"{what} of {title(series)}{window}: nothing to draw")
-    shown = app.tracker.chart(output, series)
+    shown = app.reader.chart(output, series)
     if shown < len(series.assets):
         click.echo(
             f"tracker: drew {shown} of {len(series.assets)} assets (XCH first, then by symbol); "

@@ -22,7 +22,7 @@ def db_upgrade(app: App, revision: str) -> None:
     Example:
       tracker db upgrade
     """
-    click.echo(f"database at revision {app.tracker.upgrade(revision)}")
+    click.echo(f"database at revision {app.reader.upgrade(revision)}")
 
 
 @db_group.command("downgrade")
@@ -37,14 +37,14 @@ def db_downgrade(app: App, revision: str, yes: bool) -> None:
     Example:
       tracker db downgrade 0002 --yes
     """
-    confirm(f"downgrade {app.tracker.settings.masked_database_url} to {revision}", yes)
-    click.echo(f"database at revision {app.tracker.downgrade(revision) or 'base'}")
+    confirm(f"downgrade {app.reader.database.masked_url} to {revision}", yes)
+    click.echo(f"database at revision {app.reader.downgrade(revision) or 'base'}")
 
 
 @db_group.command("current")
 @click.pass_obj
 def db_current(app: App) -> None:
     """Show the schema revision of the database and the newest this tracker knows."""
-    current, head = app.tracker.revisions()
+    current, head = app.reader.revisions()
     click.echo(f"database: {current or 'empty'}")
     click.echo(f"newest:   {head}")

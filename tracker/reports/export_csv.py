@@ -47,7 +47,22 @@ def copy_postgresql(
     result = pgconn.get_result()
     if result is None or result.status != pq.ExecStatus.COPY_OUT:
         raise StoreError(f"the export could not start: {_pg_error(pgconn, result)}")
-    sink = _Sink(out)
+    try:
+        _drain(pgconn, _Sink(out))
+    except BaseException:
+        # A reader that went away, a full disk, Ctrl-C: the COPY is still running on this
+        # connection, which can no longer be reset and reused: close it.
+        connection.invalidate()
+        raise
+    rows = 0
+    while (done := pgconn.get_result()) is not None:
+        if done.status != pq.ExecStatus.COMMAND_OK:
+            raise StoreError(f"the export stopped: {_pg_error(pgconn, done)}")
+        rows = int((done.command_status or b"COPY 0").split()[-1])
+    return rows
+
+
+def _drain(pgconn: Any, sink: _Sink) -> None:
     buffer = bytearray()
     while True:
         size, data = pgconn.get_copy_data(0)  # blocks for the next row
@@ -58,12 +73,6 @@ def copy_postgresql(
             sink.write(buffer)
             buffer.clear()
     sink.write(buffer, final=True)
-    rows = 0
-    while (done := pgconn.get_result()) is not None:
-        if done.status != pq.ExecStatus.COMMAND_OK:
-            raise StoreError(f"the export stopped: {_pg_error(pgconn, done)}")
-        rows = int((done.command_status or b"COPY 0").split()[-1])
-    return rows
 
 
 def _pg_error(pgconn: Any, result: Any) -> str:

@@ -25,7 +25,7 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
-from tracker.config import Settings, config_path, load
+from tracker.config_read import Database, config_path, load_database
 from tracker.errors import NotFound, StoreError, TrackerError, UsageError
 from tracker.redact import Redactor
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from tracker.clock import SystemClock
+    from tracker.config import Settings
     from tracker.reports.balances import BalanceRow
     from tracker.reports.changes import ReportRow
     from tracker.reports.periods import Period
@@ -62,28 +63,65 @@ def _database(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
         except SQLAlchemyError as exc:
             tracker: Tracker = args[0]  # type: ignore[assignment]
-            raise database_error(tracker.settings.database_url, exc) from None
+            raise database_error(tracker.database.url, exc) from None
 
     return wrapper
 
 
 class Tracker:
-    """The library's front door: one configuration, one database."""
+    """The library's front door: one configuration, one database.
 
-    def __init__(self, settings: Settings, *, config_file: Path | None = None) -> None:
-        self.settings = settings
-        self.redact: Redactor = settings.redactor()
-        self._config_file = config_file
+    Made from checked :class:`~tracker.config.Settings`, or (``Tracker.open(..., reading=True)``)
+    from the database's location alone: then the rest of the configuration is read and checked
+    the first time a method needs it, so read-only use never pays for it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        database: Database | None = None,
+        config_file: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if database is None:
+            if settings is None:
+                raise ValueError("a Tracker needs settings or a database")
+            database = settings.location
+        self.database = database
+        self._settings = settings
+        self.redact: Redactor = settings.redactor() if settings else database.redactor()
+        self._config_file = config_file or database.path
+        self._env = os.environ if env is None else env
         self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The whole configuration, checked (loaded now if only the database was read)."""
+        if self._settings is None:
+            from tracker.config import load
+
+            self._settings = load(self._config_file, self._env)
+            self.redact = self._settings.redactor()
+        return self._settings
 
     @classmethod
     def open(
-        cls, config: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+        cls,
+        config: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        reading: bool = False,
     ) -> Tracker:
-        """Load and check the configuration (``--config``, ``$TRACKER_CONFIG``, ./tracker.toml)."""
+        """Load and check the configuration (``--config``, ``$TRACKER_CONFIG``, ./tracker.toml);
+        with ``reading``, only where the database is (for read-only use)."""
         env = os.environ if env is None else env
         path = config_path(config, env)
-        return cls(load(path, env), config_file=path)
+        if reading:
+            return cls(database=load_database(path, env), config_file=path, env=env)
+        from tracker.config import load
+
+        return cls(load(path, env), config_file=path, env=env)
 
     def __enter__(self) -> Tracker:
         return self
@@ -108,7 +146,7 @@ class Tracker:
         from tracker.store import engine as engines
         from tracker.store import migrate
 
-        url = self.settings.database_url
+        url = self.database.url
         if self._engine is None:
             if not create:
                 _require_sqlite_file(url)
@@ -118,7 +156,7 @@ class Tracker:
                 log.info("database schema upgraded to %s", migrate.head_revision())
         elif migrate.current_revision(self._engine) is None:
             raise NotFound(
-                f"database {self.settings.masked_database_url} has no tracker schema yet "
+                f"database {self.database.masked_url} has no tracker schema yet "
                 "(nothing has been polled into it)"
             )
         return self._engine
@@ -127,7 +165,7 @@ class Tracker:
         from tracker.store import engine as engines
 
         if self._engine is None:
-            self._engine = engines.create(self.settings.database_url)
+            self._engine = engines.create(self.database.url)
         engines.reachable(self._engine)
         return self._engine
 
@@ -346,10 +384,10 @@ class Tracker:
 
     def _reload(self) -> tuple[Any, ...]:
         """SIGHUP: the address list from the configuration file as it is now."""
-        if self._config_file is None:
-            return self.settings.watched
-        settings = load(self._config_file)
-        if settings.database_url != self.settings.database_url:
+        from tracker.config import load
+
+        settings = load(self._config_file, self._env)
+        if settings.database_url != self.database.url:
             log.warning("reload: a new database URL takes effect only after a restart")
         return settings.watched
 
