@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from tracker.config_prices import PricesSection
 from tracker.domain import PREFIXES, AddressError, WatchedAddress, normalize_address
 from tracker.errors import ConfigError
 from tracker.redact import Redactor, mask_url, url_secrets
@@ -182,6 +183,7 @@ class Settings(_Section):
     notifications: NotificationsSection = NotificationsSection()
     retention: RetentionSection = RetentionSection()
     workers: WorkersSection = WorkersSection()
+    prices: PricesSection = PricesSection()
     addresses: tuple[AddressEntry, ...] = Field(default=(), strict=False)
 
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))

@@ -28,13 +28,16 @@ from tracker.service.daemon import Daemon, Job
 from tracker.service.metrics import Metrics, MetricsServer
 from tracker.service.notify import WebhookNotifier
 from tracker.service.poller import Poller, PollSummary
+from tracker.service.pricing import PollPricing
 from tracker.service.shared import Leases
 from tracker.sources import http
 from tracker.sources.base import BalanceSource
 from tracker.sources.budget import RateBudget
+from tracker.sources.prices import PriceSource
 from tracker.sources.spacescan import SpacescanSource
 from tracker.store.engine import database_error
 from tracker.store.lock import DaemonLock
+from tracker.store.prices import PriceStore
 from tracker.store.writer import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,16 @@ def source(
     on_response: Callable[[str, str], None] | None = None,
 ) -> BalanceSource:
     """The balance source of these settings."""
+    return spacescan_source(settings, clock, budget, on_response)
+
+
+def spacescan_source(
+    settings: Settings,
+    clock: SystemClock,
+    budget: RateBudget,
+    on_response: Callable[[str, str], None] | None = None,
+) -> SpacescanSource:
+    """Spacescan's client: the balance source, and the way to its prices."""
     spacescan = settings.spacescan
     return SpacescanSource(
         spacescan.base_url,
@@ -79,11 +92,38 @@ def poller(
 ) -> Poller:
     """A poller reading from the settings' source into the database behind ``engine``."""
     budget = budget or RateBudget(settings.spacescan.requests_per_minute, clock)
+    reader = source(settings, clock, budget, on_response)
     return Poller(
-        source(settings, clock, budget, on_response),
+        reader,
         SnapshotStore(engine, clock),
         clock,
         concurrency=settings.spacescan.concurrency,
+        pricing=pricing(settings, engine, clock, budget, reader, on_response),
+    )
+
+
+def pricing(
+    settings: Settings,
+    engine: Engine,
+    clock: SystemClock,
+    budget: RateBudget,
+    reader: BalanceSource | None = None,
+    on_response: Callable[[str, str], None] | None = None,
+) -> PollPricing | None:
+    """The prices of the polls, from Spacescan within ``budget`` (through the balance source
+    itself when it is Spacescan: one session, one retry policy); None when valuation is off."""
+    currency = settings.prices.fiat
+    if currency is None:
+        return None
+    if not isinstance(reader, SpacescanSource):
+        reader = spacescan_source(settings, clock, budget, on_response)
+    return PollPricing(
+        PriceSource(reader),
+        PriceStore(engine, clock),
+        clock,
+        currency=currency,
+        interval_seconds=settings.prices.interval_seconds,
+        max_age_seconds=settings.prices.max_age,
     )
 
 
