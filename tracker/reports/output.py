@@ -20,9 +20,13 @@ from tabulate import tabulate
 
 from tracker.sanitize import csv_cell, printable
 from tracker.times import iso
+from tracker.valuation import FIAT_PLACES, XCH_PLACES, rounded
 
 # "change" is an amount that the table shows with its sign (+1.500), so gains stand out.
-Kind = Literal["text", "amount", "change", "mojos", "time", "count"]
+# "xch" and "fiat" are prices and values, which the table rounds (6 and 2 decimals) for reading
+# only; "fiat_change" is a fiat value with its sign.
+Kind = Literal["text", "amount", "change", "mojos", "time", "count", "xch", "fiat", "fiat_change"]
+_ROUNDED = {"xch": XCH_PLACES, "fiat": FIAT_PLACES, "fiat_change": FIAT_PLACES}
 FORMATS = ("table", "csv", "json")
 
 
@@ -48,7 +52,7 @@ def _plain(value: object, kind: Kind) -> object:
         return None
     if kind == "time" and isinstance(value, datetime):
         return iso(value)
-    if kind in ("amount", "change", "mojos"):
+    if kind in ("amount", "change", "mojos", *_ROUNDED):
         if not isinstance(value, int | Decimal) or isinstance(value, bool):
             raise TypeError(f"amount of type {type(value).__name__}")
         # "f": str(Decimal) would write small amounts as 3E-12.
@@ -116,6 +120,11 @@ def _table(rows: Iterable[object], columns: Sequence[Column], out: TextIO) -> in
                 line.append(f"{value:,f}")
             elif column.kind == "change" and isinstance(value, Decimal):
                 line.append(f"{value:+,f}" if value else f"{value:,f}")
+            elif column.kind in _ROUNDED and isinstance(value, Decimal):
+                shown = rounded(value, _ROUNDED[column.kind])
+                shown = shown if shown else abs(shown)  # never "-0.00"
+                signed = column.kind == "fiat_change" and shown
+                line.append(f"{shown:+,f}" if signed else f"{shown:,f}")
             else:
                 line.append(printable(str(value)))
         cells.append(line)

@@ -22,6 +22,7 @@ from tracker.clock import SystemClock
 from tracker.config import Settings
 from tracker.domain import WatchedAddress
 from tracker.errors import ConfigError
+from tracker.reports.pricebook import ValueRule
 from tracker.retention.prune import prune
 from tracker.retry import RetryPolicy
 from tracker.service.daemon import Daemon, Job
@@ -127,6 +128,12 @@ def pricing(
     )
 
 
+def value_rule(settings: Settings) -> ValueRule | None:
+    """The settings' valuation rule (currency and maximum price age); None when off."""
+    prices = settings.prices
+    return None if prices.fiat is None else ValueRule.of(prices.fiat, prices.max_age)
+
+
 def notifier(
     settings: Settings, clock: SystemClock, metrics: Metrics | None = None
 ) -> WebhookNotifier | None:
@@ -186,6 +193,7 @@ def run_daemon(
             lambda: daemon.addresses if daemon is not None else settings.watched,
             settings.stale_after_seconds,
             shared=shared,
+            rule=value_rule(settings),
         )
         server = _serve_metrics(settings, metrics)
     budget = RateBudget(settings.spacescan.requests_per_minute, clock)

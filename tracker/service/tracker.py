@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 from tracker.config import Settings, config_path, load
 from tracker.errors import NotFound, StoreError, TrackerError, UsageError
 from tracker.redact import Redactor
+from tracker.service.valuing import ValueMethods
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -67,8 +68,8 @@ def _database(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Tracker:
-    """The library's front door: one configuration, one database."""
+class Tracker(ValueMethods):
+    """The library's front door: one configuration, one database (values: ``ValueMethods``)."""
 
     def __init__(self, settings: Settings, *, config_file: Path | None = None) -> None:
         self.settings = settings

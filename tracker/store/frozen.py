@@ -150,6 +150,32 @@ def _sqlite_product(mojos: str | None, prices: list[str], scale: str) -> str:
     return f"(CASE WHEN {' AND '.join(fits)} THEN {fast} ELSE {slow} END)"
 
 
+def _value_sql(dialect: str, units: str) -> tuple[str, str, str, str, str, str]:
+    """balance_values' expressions: the oldest price time that counts, the number 1, a CAT's
+    value in XCH, a CAT's price, XCH's value and a CAT's value (px: the CAT's price in XCH,
+    pf: XCH's price in the currency)."""
+    if dialect == "postgresql":
+        return (
+            "s.taken_at - make_interval(secs => cfg.max_age_seconds)",
+            "CAST(1 AS NUMERIC)",
+            f"{units} * px.price",
+            "px.price * pf.price",
+            f"{units} * pf.price",
+            f"{units} * px.price * pf.price",
+        )
+    x, f = _digits("px.price"), _digits("pf.price")
+    sx, sf = _scale("px.price"), _scale("pf.price")
+    return (
+        "strftime('%Y-%m-%d %H:%M:%S', s.taken_at, '-' || cfg.max_age_seconds || ' seconds')"
+        " || substr(s.taken_at, 20)",
+        "'1'",
+        _sqlite_product("b.balance_mojos", [x], f"a.decimals + {sx}"),
+        _sqlite_product(None, [x, f], f"{sx} + {sf}"),
+        _sqlite_product("b.balance_mojos", [f], f"a.decimals + {sf}"),
+        _sqlite_product("b.balance_mojos", [x, f], f"a.decimals + {sx} + {sf}"),
+    )
+
+
 def balance_values_v1(dialect: str) -> str:
     """``balance_values``: every snapshot balance with its price and value (revision 0005).
 
@@ -158,27 +184,8 @@ def balance_values_v1(dialect: str) -> str:
     ``max_age_seconds`` old then; without one, the columns that need it are NULL (unpriced).
     Values are exact products: NUMERIC on PostgreSQL, the same digits as text on SQLite.
     """
-    pg = dialect == "postgresql"
     units = token_units(dialect, "b.balance_mojos", "a.decimals")
-    if pg:
-        cutoff = "s.taken_at - make_interval(secs => cfg.max_age_seconds)"
-        one = "CAST(1 AS NUMERIC)"
-        value_xch = f"{units} * px.price"
-        price = "px.price * pf.price"
-        xch_value = f"{units} * pf.price"
-        cat_value = f"{units} * px.price * pf.price"
-    else:
-        cutoff = (
-            "strftime('%Y-%m-%d %H:%M:%S', s.taken_at, '-' || cfg.max_age_seconds || ' seconds')"
-            " || substr(s.taken_at, 20)"
-        )
-        one = "'1'"
-        x, f = _digits("px.price"), _digits("pf.price")
-        sx, sf = _scale("px.price"), _scale("pf.price")
-        value_xch = _sqlite_product("b.balance_mojos", [x], f"a.decimals + {sx}")
-        price = _sqlite_product(None, [x, f], f"{sx} + {sf}")
-        xch_value = _sqlite_product("b.balance_mojos", [f], f"a.decimals + {sf}")
-        cat_value = _sqlite_product("b.balance_mojos", [x, f], f"a.decimals + {sx} + {sf}")
+    cutoff, one, value_xch, price, xch_value, cat_value = _value_sql(dialect, units)
 
     def latest(asset: str, quote: str) -> str:
         return (
