@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tracker.cli import cli
+from tracker.domain import Asset, Observation, WatchedAddress
+from tracker.store.writer import SnapshotStore
 
+from support.fakeapi import FakeSpacescan, Response
 from support.priced import COLD, MAIN, SBX, build
 from support.process import write_config
 
@@ -134,3 +138,92 @@ def test_chart_value_draws_the_portfolio(config: Path, tmp_path: Path) -> None:
     code, _, err = invoke(config, "chart", "--label", "main", "-o", str(svg))
     assert code == 2
     assert "--label needs --value" in err
+
+
+# -- prices backfill -------------------------------------------------------------------------------
+
+T0 = datetime(2025, 6, 1, 10, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def unpriced(engine: Engine) -> Engine:
+    """MAIN polled every 20 minutes for 3 hours, before prices were recorded."""
+    store = SnapshotStore(engine)
+    store.sync_addresses([WatchedAddress(MAIN, "main")], T0)
+    for n in range(10):
+        when = T0 + timedelta(minutes=20 * n)
+        store.record_one(
+            Observation(MAIN, when, when, {"xch": (n + 1) * 10**12}, {"xch": Asset("xch")})
+        )
+    return engine
+
+
+def backfill_config(tmp_path: Path, db_url: str, api: FakeSpacescan) -> Path:
+    return write_config(
+        tmp_path / "tracker.toml", db_url=db_url, api_url=api.url, addresses=[(MAIN, "main")]
+    )
+
+
+def test_backfill_fetches_each_hour_once(unpriced: Engine, db_url: str, tmp_path: Path) -> None:
+    with FakeSpacescan() as api:
+        for hour, price in [(10, "20.5"), (11, "21"), (12, "22.25"), (13, "23")]:
+            api.set_xch_price(price, period=int(T0.replace(hour=hour, minute=0).timestamp()))
+        config = backfill_config(tmp_path, db_url, api)
+        code, out, err = invoke(config, "prices", "backfill")
+        assert code == 0, err
+        assert out == (
+            "prices backfill: 4 hours needed an XCH price; 4 recorded, "
+            "0 not available at Spacescan, 0 failed\n"
+        )
+        periods = sorted(int(r.query.split("period=")[1]) for r in api.requests)
+        assert periods == [int(T0.replace(hour=h, minute=0).timestamp()) for h in (10, 11, 12, 13)]
+        code, out, _ = invoke(config, "prices", "backfill")
+        assert out.startswith("prices backfill: 0 hours needed")
+        assert len(api.requests) == 4
+    code, out, _ = invoke(config, "balances", "--value", "--format", "json")
+    (row,) = json.loads(out)
+    assert (row["price"], row["value"], row["priced_at"]) == (
+        "23",
+        "230.000000000000",
+        "2025-06-01T13:00:00Z",
+    )
+    with unpriced.connect() as connection:
+        sources = connection.execute(text("SELECT DISTINCT source FROM prices")).scalars().all()
+    assert sources == ["spacescan-history"]
+
+
+def test_backfill_since_and_unavailable_hours(
+    unpriced: Engine, db_url: str, tmp_path: Path
+) -> None:
+    with FakeSpacescan() as api:
+        api.set_xch_price("21", period=int(T0.replace(hour=11, minute=0).timestamp()))
+        config = backfill_config(tmp_path, db_url, api)
+        code, out, _ = invoke(config, "prices", "backfill", "--since", "2025-06-01T11:30:00Z")
+        assert code == 0
+        # Only the snapshots from 11:35 on count: hours 11, 12 and 13 (the fake answers the
+        # latest price set at or before each).
+        assert "3 hours needed an XCH price; 3 recorded" in out
+
+
+def test_backfill_failures_keep_what_was_fetched(
+    unpriced: Engine, db_url: str, tmp_path: Path
+) -> None:
+    with FakeSpacescan() as api:
+        api.set_xch_price("20", period=int(T0.replace(hour=10, minute=0).timestamp()))
+        api.push("/stats/price", Response(503), Response(503))  # the first hour, both attempts
+        config = backfill_config(tmp_path, db_url, api)
+        code, out, err = invoke(config, "prices", "backfill")
+        assert code == 1
+        assert "3 recorded, 0 not available at Spacescan, 1 failed" in out
+        assert "2025-06-01 10:00Z: stats-price: HTTP 503" in err
+        code, out, _ = invoke(config, "prices", "backfill")
+        assert code == 0
+        assert "1 hour needed an XCH price; 1 recorded" in out
+
+
+def test_help_says_what_is_not_available(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["prices", "backfill", "--help"])
+    assert result.exit_code == 0
+    assert "CAT prices in XCH are not" in result.output
+    for command in (["balances"], ["report"], ["chart"]):
+        assert "--value" in CliRunner().invoke(cli, [*command, "--help"]).output

@@ -1,5 +1,5 @@
-"""The :class:`~tracker.Tracker` methods about values: valued balances, the valued report and
-the value chart.
+"""The :class:`~tracker.Tracker` methods about values: valued balances, the valued report, the
+value chart and the price backfill.
 
 A mixin, so that the facade stays one class (``Tracker.values(...)``) while its value methods
 live beside each other here. Like every facade method they raise only ``TrackerError``; a
@@ -20,6 +20,7 @@ from tracker.errors import TrackerError, UsageError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from tracker.clock import SystemClock
     from tracker.config import Settings
     from tracker.reports.balances import BalanceRow
     from tracker.reports.periods import Period
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from tracker.reports.value_report import ValueReportRow
     from tracker.reports.value_series import ValueSeries
     from tracker.reports.values import ValueRow
+    from tracker.service.backfill import BackfillSummary
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -136,3 +138,25 @@ class ValueMethods:
             return draw_values(series, output)
         except OSError as exc:
             raise TrackerError(f"{output}: {exc.strerror or exc}") from None
+
+    @_database
+    def backfill_prices(
+        self,
+        since: datetime | None = None,
+        *,
+        clock: SystemClock | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> BackfillSummary:
+        """Fetch the XCH price at the start of each UTC hour that has an unpriced snapshot."""
+        from tracker.clock import SystemClock
+        from tracker.service.backfill import backfill
+
+        rule = self.value_rule()
+        return backfill(
+            self.settings,
+            self.engine(),
+            rule,
+            clock or SystemClock(),
+            since=since,
+            progress=progress,
+        )
