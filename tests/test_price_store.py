@@ -16,7 +16,7 @@ from support import make_address, make_asset
 
 MAIN = make_address(41)
 SBX = make_asset(0x5B)
-T0 = datetime(2026, 2, 1, 9, 30, 15, 250_000, tzinfo=UTC)
+T0 = datetime(2026, 2, 1, 9, 30, 15, 999_999, tzinfo=UTC)
 INFOS = {"xch": Asset("xch", "Chia", "XCH"), SBX: Asset(SBX, "Spacebucks", "SBX")}
 
 
@@ -179,3 +179,29 @@ def test_only_the_configured_currency_counts(engine: Engine, currency: str) -> N
     store.record([price("xch", "USD", "30", at(0)), price("xch", "EUR", "27.5", at(-1))])
     store.configure(currency, 7200)
     assert view(engine)[("XCH", stamp(at(0)))]["price"] == "27.5"
+
+
+def test_times_in_microseconds_are_exact_in_sql(engine: Engine) -> None:
+    """What reports bisect prices with: the database's microseconds equal Python's."""
+    from sqlalchemy import select
+
+    from tracker.store.models import Price
+    from tracker.store.prices import epoch_micros, micros_of
+    from tracker.valuation import micros
+
+    moments = [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2026, 2, 1, 9, 30, 15, 999_999, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, 1, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    PriceStore(engine).record([price("xch", "USD", "1", when) for when in moments])
+    column, read = micros_of(engine.dialect.name, Price.observed_at)
+    order = Price.observed_at
+    with engine.connect() as connection:
+        computed = connection.execute(
+            select(epoch_micros(engine.dialect.name, Price.observed_at)).order_by(order)
+        )
+        assert list(computed.scalars()) == [micros(when) for when in moments]
+        read_here = connection.execute(select(column).order_by(order)).scalars()
+        assert [read(value) for value in read_here] == [micros(when) for when in moments]

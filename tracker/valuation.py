@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from tracker.domain import XCH
@@ -37,6 +37,13 @@ XCH_PLACES = 6
 """Decimals shown for reading (tables, log lines); JSON, CSV and the database keep every one."""
 
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: exact, and what the databases are asked for."""
+    return (moment - EPOCH) // MICROSECOND
 
 
 def canonical_price(value: Decimal) -> Decimal | None:
@@ -76,6 +83,11 @@ def total(values: Iterable[Decimal]) -> Decimal:
     return result
 
 
+def from_digits(coefficient: int, decimals: int) -> Decimal:
+    """``coefficient`` times 10^-``decimals``, exactly (every decimal kept)."""
+    return Decimal(coefficient).scaleb(-decimals, _EXACT)
+
+
 def minus(a: Decimal, b: Decimal) -> Decimal:
     return _EXACT.subtract(a, b)
 
@@ -94,26 +106,70 @@ class PricePoint:
 
 
 class PriceLine:
-    """One asset's prices in one quote over time, answering the valuation rule."""
+    """One asset's prices in one quote over time, answering the valuation rule.
+
+    Times are kept as integers of microseconds since the epoch (exact, and cheap to bisect a
+    year of hourly prices), prices as given (``Decimal``, or their text, made exact when used).
+    """
 
     def __init__(self, points: Iterable[PricePoint] = ()) -> None:
-        self.points = sorted(points, key=lambda point: point.observed_at)
-        self._times = [point.observed_at for point in self.points]
+        ordered = sorted(points, key=lambda point: point.observed_at)
+        self._times = [micros(point.observed_at) for point in ordered]
+        self._prices: list[Decimal | str] = [point.price for point in ordered]
+        self._made: dict[int, PricePoint] = {}
+        self._digits: dict[int, tuple[int, int]] = {}
+
+    @classmethod
+    def of(cls, times: list[int], prices: Sequence[Decimal | str]) -> PriceLine:
+        """A line from times (microseconds since the epoch, ascending) and their prices."""
+        line = cls()
+        line._times, line._prices = times, list(prices)
+        return line
 
     def __len__(self) -> int:
-        return len(self.points)
+        return len(self._times)
 
-    def index(self, moment: datetime) -> int:
-        """Position of the latest point at or before ``moment`` (-1: none)."""
-        return bisect.bisect_right(self._times, moment) - 1
+    @property
+    def points(self) -> list[PricePoint]:
+        return [self.point(index) for index in range(len(self._times))]
+
+    def point(self, index: int) -> PricePoint:
+        made = self._made.get(index)
+        if made is None:
+            price = self._prices[index]
+            made = PricePoint(
+                price if isinstance(price, Decimal) else Decimal(price),
+                EPOCH + timedelta(microseconds=self._times[index]),
+            )
+            self._made[index] = made
+        return made
+
+    def digits(self, index: int) -> tuple[int, int]:
+        """The price at ``index`` as (coefficient, decimals): ``0.0011`` is (11, 4). Integer
+        arithmetic on these is exact and far cheaper than ``Decimal`` for many values."""
+        found = self._digits.get(index)
+        if found is None:
+            price = self._prices[index]
+            if isinstance(price, str):  # canonical text from the database: 0.0011, 31.2, 7
+                point = price.find(".")
+                scale = 0 if point < 0 else len(price) - point - 1
+                found = (int(price.replace(".", "")), scale)
+            else:
+                scale = max(-price.as_tuple().exponent, 0)  # type: ignore[operator]
+                found = (int(price.scaleb(scale, _EXACT)), scale)
+            self._digits[index] = found
+        return found
+
+    def index_at(self, moment: int, max_age: int) -> int:
+        """The rule in microseconds: the position of the latest price at or before ``moment``
+        and at most ``max_age`` older, or -1."""
+        found = bisect.bisect_right(self._times, moment) - 1
+        return found if found >= 0 and moment - self._times[found] <= max_age else -1
 
     def at(self, moment: datetime, max_age: timedelta) -> PricePoint | None:
         """The latest price observed at or before ``moment`` and at most ``max_age`` old then."""
-        found = self.index(moment)
-        if found < 0:
-            return None
-        point = self.points[found]
-        return point if moment - point.observed_at <= max_age else None
+        found = self.index_at(micros(moment), max_age // MICROSECOND)
+        return self.point(found) if found >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +249,13 @@ def split_change(
     """``value_change = end - start``; ``flows`` the sum of the deltas' own values (None if any
     is unpriced); ``market = value_change - flows``, so the two always add up exactly."""
     flows = None if any(v is None for v in flow_values) else total(v for v in flow_values if v)
+    return split(start_value, end_value, flows)
+
+
+def split(
+    start_value: Decimal | None, end_value: Decimal | None, flows: Decimal | None
+) -> ValueChange:
+    """:func:`split_change` with the flows already summed."""
     change = None if start_value is None or end_value is None else minus(end_value, start_value)
     market = None if change is None or flows is None else minus(change, flows)
     return ValueChange(start_value, end_value, change, flows, market)

@@ -8,7 +8,7 @@ its moment. Rather than a query per value, the prices of every asset involved, o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +18,17 @@ from sqlalchemy import Connection, select
 from tracker.domain import XCH
 from tracker.store.models import Asset as AssetRow
 from tracker.store.prices import price_lines
-from tracker.valuation import XCH_QUOTE, PriceLine, PricePoint, Valuation, value_of
+from tracker.valuation import (
+    MICROSECOND,
+    XCH_QUOTE,
+    PriceLine,
+    PricePoint,
+    Valuation,
+    value_of,
+)
+
+Digits = tuple[int, int]
+"""An exact amount as (coefficient, decimals): (4680, 2) is 46.80."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class PriceBook:
         self._in_xch = in_xch
         self._fiat = fiat or PriceLine()
         self._empty = PriceLine()
+        self._age = rule.max_age // MICROSECOND
+        self._fiat_at: dict[int, int] = {}
 
     @classmethod
     def load(
@@ -92,6 +104,36 @@ class PriceBook:
         if self.currency is None:
             return None
         return self._fiat.at(moment, self.rule.max_age)
+
+    def valuer(self, asset_id: str, decimals: int) -> Callable[[int, int], Digits | None]:
+        """A function valuing mojos of the asset at a moment (microseconds since the epoch), by
+        the rule: the value that counts (in the currency; without one, in XCH) as (coefficient,
+        decimals), or None when unpriced. The digits of :meth:`value`, in integer arithmetic,
+        for values by the ten thousand (a report's deltas)."""
+        line = None if asset_id == XCH else self.line(asset_id)
+        fiat = self._fiat if self.currency is not None else None
+        age = self._age
+        fiat_at = self._fiat_at  # the changes of one snapshot share its moment
+
+        def value(mojos: int, moment: int) -> Digits | None:
+            scale = decimals
+            if line is not None:
+                found = line.index_at(moment, age)
+                if found < 0:
+                    return None
+                coefficient, extra = line.digits(found)
+                mojos, scale = mojos * coefficient, scale + extra
+            if fiat is not None:
+                found = fiat_at.get(moment, -3)
+                if found == -3:
+                    found = fiat_at[moment] = fiat.index_at(moment, age)
+                if found < 0:
+                    return None
+                coefficient, extra = fiat.digits(found)
+                mojos, scale = mojos * coefficient, scale + extra
+            return mojos, scale
+
+        return value
 
     def value(self, asset_id: str, amount: Decimal, moment: datetime) -> Valuation:
         """``amount`` tokens of the asset as valued at ``moment`` (a snapshot's time)."""

@@ -14,15 +14,14 @@ snapshot (the window's end snapshot for the last), so periods add up to the wind
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, literal, select
 
-from tracker.domain import units
 from tracker.reports.changes import (
     Change,
     ReportRow,
@@ -33,7 +32,7 @@ from tracker.reports.changes import (
     windows_of,
 )
 from tracker.reports.periods import Period, period_key, period_start_sql
-from tracker.reports.pricebook import PriceBook, ValueRule
+from tracker.reports.pricebook import Digits, PriceBook, ValueRule
 from tracker.reports.selection import (
     EVERYTHING,
     AddressRef,
@@ -45,18 +44,14 @@ from tracker.reports.selection import (
 from tracker.reports.values import TOTAL
 from tracker.store import queries
 from tracker.store.models import Delta
+from tracker.store.prices import micros_of
 from tracker.store.queries import AssetRef, SnapshotRef
-from tracker.valuation import (
-    ValueChange,
-    amount_of,
-    split_change,
-    sum_changes,
-    total,
-    value_of,
-)
+from tracker.valuation import ValueChange, from_digits, micros, split, sum_changes
+from tracker.valuation import total as exact_sum
 
-Moved = tuple[datetime | None, int, datetime, int]
-"""One delta: (its period's start, asset key, its snapshot's time, mojos)."""
+Moved = tuple[datetime | None, int, int, int]
+"""One delta: (its period's start, asset key, its time in microseconds since the epoch, mojos)."""
+ZERO = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -182,29 +177,30 @@ def _deltas(
     only: AssetRef | None,
     period: Period | None,
 ) -> dict[int, list[Moved]]:
-    """Per address, each delta after its start snapshot up to its end one, with its period."""
-    key = period_start_sql(connection, period) if period is not None else None
-    query = select(
-        *([key] if key is not None else []), Delta.asset_id, Delta.taken_at, Delta.delta_mojos
-    ).where(
-        Delta.address_id == bindparam("address_id"),
-        Delta.taken_at > bindparam("after"),
-        Delta.taken_at <= bindparam("through"),
+    """Per address, each delta after its start snapshot up to its end one, with its period and
+    its time in microseconds; one range scan of the deltas' index per address, in one query."""
+    if not windows:
+        return {}
+    key = period_start_sql(connection, period) if period is not None else literal(None)
+    when, read = micros_of(connection.dialect.name, Delta.taken_at)
+    query = select(Delta.address_id, key, Delta.asset_id, when, Delta.delta_mojos).where(
+        Delta.address_id.in_(list(windows)),
+        Delta.taken_at > min(start.taken_at for start, _ in windows.values()),
+        Delta.taken_at <= max(end.taken_at for _, end in windows.values()),
     )
     if only is not None:
         query = query.where(Delta.asset_id == only.id)
+    bounds = {a: (micros(s.taken_at), micros(e.taken_at)) for a, (s, e) in windows.items()}
     known: dict[object, datetime] = {}
-    found: dict[int, list[Moved]] = {}
-    for address_id, (start, end) in windows.items():
-        rows: Sequence[Any] = connection.execute(
-            query, {"address_id": address_id, "after": start.taken_at, "through": end.taken_at}
-        ).all()
-        if key is None:
-            found[address_id] = [(None, pk, when, mojos) for pk, when, mojos in rows]
-        else:
-            found[address_id] = [
-                (period_key(k, known), pk, when, mojos) for k, pk, when, mojos in rows
-            ]
+    found: dict[int, list[Moved]] = defaultdict(list)
+    for address_id, period_of, pk, taken, mojos in connection.execute(query).all():
+        at = read(taken)
+        after, through = bounds[address_id]
+        if after < at <= through:
+            start = known.get(period_of) if period_of is not None else None
+            if start is None and period_of is not None:
+                start = period_key(period_of, known)
+            found[address_id].append((start, pk, at, mojos))
     return found
 
 
@@ -241,48 +237,65 @@ def _address_rows(
     book: PriceBook,
 ) -> list[ValueReportRow]:
     """The plain rows of one address, each with its start and end values, flows and market."""
-    sums: dict[tuple[datetime | None, int], list[int]] = {}
-    for key, pk, _, mojos in moved:
-        entry = sums.setdefault((key, pk), [0, 0])
-        entry[0] += mojos
-        entry[1] += 1
-    changes: list[Change] = [
-        (key, pk, total_, count) for (key, pk), (total_, count) in sums.items()
-    ]
+    valuers = {pk: book.valuer(ref.asset_id, ref.decimals) for pk, ref in assets.items()}
+    sums, flows = _grouped(moved, valuers)
+    changes: list[Change] = [(k, pk, mojos, count) for (k, pk), (mojos, count) in sums.items()]
     plain = bucket_rows(address, cut, held, changes, assets)
-    flows = _flows(moved, assets, book)
     index = {begin: n for n, (_, begin, _) in enumerate(cut)}
     keys = {ref.asset_id: pk for pk, ref in assets.items()}
+    at = [micros(moment) for moment in moments]
     single = len(cut) == 1 and cut[0][0] is None
     result = []
+    # A period's end is the next one's start: the same balance at the same snapshot.
+    known: dict[tuple[int, int, int], Decimal | None] = {}
     for row in plain:
         n = 0 if single else index[row.start_at]
-        start = amount_of(book.value(row.asset_id, row.start_balance, moments[n]))
-        end = amount_of(book.value(row.asset_id, row.end_balance, moments[n + 1]))
-        flow = flows.get((None if single else cut[n][1], keys[row.asset_id]), Decimal(0))
-        result.append(ValueReportRow.of(row, book.currency, split_change(start, end, [flow])))
+        pk = keys[row.asset_id]
+        opening = (pk, row.start_balance_mojos, n)
+        if opening in known:
+            start = known[opening]
+        else:
+            start = _decimal(valuers[pk](row.start_balance_mojos, at[n]))
+        end = known[(pk, row.end_balance_mojos, n + 1)] = _decimal(
+            valuers[pk](row.end_balance_mojos, at[n + 1])
+        )
+        flow = flows.get((None if single else cut[n][1], pk), ZERO)
+        result.append(ValueReportRow.of(row, book.currency, split(start, end, flow)))
     return result
 
 
-def _flows(
-    moved: list[Moved], assets: dict[int, AssetRef], book: PriceBook
-) -> dict[tuple[datetime | None, int], Decimal | None]:
-    """Per period and asset, the deltas each valued at its own snapshot's prices (None when
-    one of them has no price). Deltas valued by the same prices are summed first."""
-    groups: dict[tuple[datetime | None, int], dict[tuple[Any, Any], int]] = defaultdict(dict)
-    for key, pk, when, mojos in moved:
-        prices = (book.price_xch(assets[pk].asset_id, when), book.xch_price(when))
-        group = groups[(key, pk)]
-        group[prices] = group.get(prices, 0) + mojos
-    result: dict[tuple[datetime | None, int], Decimal | None] = {}
-    for (key, pk), parts in groups.items():
-        ref = assets[pk]
-        values = [
-            amount_of(value_of(ref.asset_id, units(mojos, ref.decimals), px, pf, book.currency))
-            for (px, pf), mojos in parts.items()
-        ]
-        result[(key, pk)] = None if None in values else total(v for v in values if v is not None)
-    return result
+def _decimal(found: Digits | None) -> Decimal | None:
+    return None if found is None else from_digits(*found)
+
+
+def _grouped(
+    moved: list[Moved], valuers: dict[int, Callable[[int, int], Digits | None]]
+) -> tuple[dict[tuple[datetime | None, int], list[int]], dict[Any, Decimal | None]]:
+    """The deltas summed per period and asset (mojos, count), and valued per period and asset,
+    each at its own snapshot's prices (None when one has none). A year of deltas is tens of
+    thousands: they are valued in exact integer arithmetic, summed per number of decimals."""
+    sums: dict[tuple[datetime | None, int], list[int]] = {}
+    valued: dict[tuple[datetime | None, int], dict[int, int] | None] = {}
+    for key, pk, at, mojos in moved:
+        group = (key, pk)
+        entry = sums.get(group)
+        if entry is None:
+            entry = sums[group] = [0, 0]
+            valued[group] = {}
+        entry[0] += mojos
+        entry[1] += 1
+        by_scale = valued[group]
+        if by_scale is not None:
+            found = valuers[pk](mojos, at)
+            if found is None:
+                valued[group] = None
+            else:
+                by_scale[found[1]] = by_scale.get(found[1], 0) + found[0]
+    flows: dict[Any, Decimal | None] = {
+        group: None if parts is None else exact_sum(from_digits(c, s) for s, c in parts.items())
+        for group, parts in valued.items()
+    }
+    return sums, flows
 
 
 def _totals(rows: list[ValueReportRow], currency: str | None) -> list[ValueReportRow]:

@@ -166,8 +166,10 @@ def _value_sql(dialect: str, units: str) -> tuple[str, str, str, str, str, str]:
     x, f = _digits("px.price"), _digits("pf.price")
     sx, sf = _scale("px.price"), _scale("pf.price")
     return (
-        "strftime('%Y-%m-%d %H:%M:%S', s.taken_at, '-' || cfg.max_age_seconds || ' seconds')"
-        " || substr(s.taken_at, 20)",
+        # The whole seconds moved back, then the same microseconds (strftime alone would round
+        # the time to milliseconds).
+        "strftime('%Y-%m-%d %H:%M:%S', substr(s.taken_at, 1, 19),"
+        " '-' || cfg.max_age_seconds || ' seconds') || substr(s.taken_at, 20)",
         "'1'",
         _sqlite_product("b.balance_mojos", [x], f"a.decimals + {sx}"),
         _sqlite_product(None, [x, f], f"{sx} + {sf}"),
