@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tracker.reports.value_report import ValueReportRow
     from tracker.reports.value_series import ValueSeries
     from tracker.reports.values import ValueRow
-    from tracker.service.backfill import BackfillSummary
+    from tracker.service.price_backfill import BackfillSummary
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -149,7 +149,7 @@ class ValueMethods:
     ) -> BackfillSummary:
         """Fetch the XCH price at the start of each UTC hour that has an unpriced snapshot."""
         from tracker.clock import SystemClock
-        from tracker.service.backfill import backfill
+        from tracker.service.price_backfill import backfill
 
         rule = self.value_rule()
         return backfill(
