@@ -99,7 +99,12 @@ class SpacescanSource:
         except SourceError as exc:
             return exc
         return Observation(
-            entry.address, started_at, self._clock.now(), balances, assets, tokens.prices_xch
+            entry.address,
+            started_at,
+            self._clock.now(),
+            balances,
+            assets,
+            prices_xch=tokens.prices_xch,
         )
 
     def _get(
