@@ -6,6 +6,9 @@ allocates them), its balance rows, one delta per changed asset pointing at the a
 snapshot (the first snapshot is a baseline, without deltas), and one successful poll attempt. So
 ``report``, ``balances --at``, the views and the store's own lookups see a real history.
 
+Prices are those a daemon valuing every poll would record: XCH in USD and each CAT in XCH at
+each poll's first snapshot (``price_rows``).
+
 Balances change in one poll of ``change_every`` per address (offset by address, so every hour
 some address changes). A change moves XCH and one CAT (rotating through the CATs), each by a
 deterministic pseudo-random amount that keeps every balance positive.
@@ -148,6 +151,20 @@ def walk(shape: Shape) -> Iterator[tuple[int, int, list[int], list[tuple[int, in
             yield poll, a, balances, moved
 
 
+def price_rows(shape: Shape) -> Iterator[tuple[int, int, str, str, datetime]]:
+    """The prices a daemon valuing every poll records (``[prices] interval_seconds`` = the poll
+    interval): at each poll's first snapshot, XCH in USD and each CAT in XCH, as
+    (id, asset pk, quote, price, observed_at). Deterministic, a few digits like real quotes."""
+    number = 0
+    for poll in range(shape.snapshots):
+        at = shape.taken_at(poll, 0)
+        number += 1
+        yield number, XCH_PK, "USD", f"{20 + (poll * 37 % 1500) / 100:g}", at
+        for pk in range(2, shape.assets + 1):
+            number += 1
+            yield number, pk, "xch", f"{(pk * 131 + poll * 7) % 997 / 100_000 + 0.0001:.6g}", at
+
+
 def final_balances(shape: Shape) -> list[list[int]]:
     """Each address's balances at its last poll (what a fake API should serve next)."""
     last: list[list[int]] = []
@@ -192,6 +209,7 @@ def load_postgresql(
     cursor = dbapi.cursor()
     cursor.execute("SET statement_timeout = 0")  # a bulk load: tracker's own limit is for users
     cursor.execute("SET session_replication_role = replica")  # no FK triggers: rows are consistent
+    cursor.execute("SET statement_timeout = 0")  # a COPY of millions of rows on a busy machine
     with cursor.copy("COPY addresses (id, address, label, added_at) FROM STDIN") as copy:
         for n, text, label, added in address_rows(shape):
             copy.write_row((n, text, label, added))
@@ -263,8 +281,15 @@ def load_postgresql(
                         f"\t{before}\t{after}\t{after - before}\n"
                     )
         writer.flush()
+    with cursor.copy(
+        "COPY prices (id, asset_id, quote, price, observed_at, source) FROM STDIN"
+    ) as prices_copy:
+        writer = _Writer(prices_copy)
+        for number, pk, quote, price, at in price_rows(shape):
+            writer.write(f"{number}\t{pk}\t{quote}\t{price}\t{_pg_time(at)}\tbench\n")
+        writer.flush()
     cursor.execute("SET session_replication_role = DEFAULT")
-    for table in ("addresses", "assets", "snapshots", "poll_attempts"):
+    for table in ("addresses", "assets", "snapshots", "poll_attempts", "prices"):
         cursor.execute(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
         )
@@ -278,6 +303,7 @@ def load_postgresql(
         "snapshot_balances",
         "deltas",
         "poll_attempts",
+        "prices",
     ):
         cursor.execute(f"VACUUM ANALYZE {table}")
     dbapi.autocommit = False
@@ -360,6 +386,14 @@ def load_sqlite(
                 )
                 for poll in range(shape.snapshots)
                 for a in range(shape.addresses)
+            ),
+        )
+        connection.executemany(
+            "INSERT INTO prices (id, asset_id, quote, price, observed_at, source) "
+            "VALUES (?, ?, ?, ?, ?, 'bench')",
+            (
+                (number, pk, quote, price, _sqlite_time(at))
+                for number, pk, quote, price, at in price_rows(shape)
             ),
         )
         connection.execute("COMMIT")

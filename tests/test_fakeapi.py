@@ -421,3 +421,50 @@ def test_standalone_main_serves_until_interrupted() -> None:
         assert requests.get(url + XCH + ADDRESS, timeout=2).json()["mojo"] == 42
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
+
+
+# -- prices ---------------------------------------------------------------------------------------
+
+
+def test_xch_price_now_and_in_the_past_in_every_documented_shape(fake: FakeSpacescan) -> None:
+    assert payload(get(fake, "/stats/price?currency=USD")) == {"status": "success", "price": None}
+    fake.set_xch_price("31.20")
+    fake.set_xch_price("28.4", currency="EUR")
+    fake.set_xch_price("20.5", period=1_700_000_000)
+    prices = [payload(get(fake, "/stats/price?currency=USD"))["price"] for _ in range(3)]
+    assert sorted(prices, key=lambda p: type(p).__name__) == [
+        Decimal("31.20"),
+        {"usd": "31.20"},
+        "31.20",
+    ]
+    assert price_in(get(fake, "/stats/price?cur=eur"), "eur") == Decimal("28.4")
+    assert price_in(get(fake, "/stats/price?currency=USD&period=1700003600")) == Decimal("20.5")
+    before = payload(get(fake, "/stats/price?currency=USD&period=1699999999"))
+    assert before == {"status": "success", "price": None}
+    assert fake.count(path_contains="/stats/price", fault=None) == 7
+
+
+def price_in(answer: requests.Response, currency: str = "usd") -> Decimal:
+    price = payload(answer)["price"]
+    return Decimal(str(price[currency] if isinstance(price, dict) else price))
+
+
+def test_token_price_and_row_prices(fake: FakeSpacescan) -> None:
+    fake.set_token(ADDRESS, ASSET, 2)
+    fake.set_token(ADDRESS, OTHER_ASSET, 3)
+    fake.set_token_price(ASSET, "0.0011", "0.026")
+    fake.set_token_price(OTHER_ASSET, None)
+    assert payload(get(fake, f"/token/price/{ASSET}?currency=USD")) == {
+        "status": "success",
+        "price": {"usd": "0.026", "xch": "0.0011"},
+    }
+    assert get(fake, f"/token/price/{'ee' * 32}?currency=USD").status_code == 404
+    first, second = token_rows(payload(get(fake, TOKENS + ADDRESS)))
+    assert (first["price_xch"], second["price_xch"]) == (Decimal("0.0011"), None)
+
+
+def test_rows_without_prices() -> None:
+    with FakeSpacescan(row_prices=False) as fake:
+        fake.set_token(ADDRESS, ASSET, 2)
+        (row,) = token_rows(payload(get(fake, TOKENS + ADDRESS)))
+        assert set(row) == {"asset_id", "name", "symbol", "preview_url", "balance"}

@@ -21,8 +21,17 @@ from tracker.store.writer import SnapshotStore
 from support import ROOT, make_address
 from support.history import observe
 
-TABLES = {"addresses", "assets", "snapshots", "snapshot_balances", "deltas", "poll_attempts"}
-VIEWS = {"balance_history", "balance_changes"}
+TABLES = {
+    "addresses",
+    "assets",
+    "snapshots",
+    "snapshot_balances",
+    "deltas",
+    "poll_attempts",
+    "prices",
+    "price_settings",
+}
+VIEWS = {"balance_history", "balance_changes", "balance_values"}
 
 
 def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from tracker.config_prices import PricesSection
 from tracker.config_read import (
     API_KEY_ENV,
     DATABASE_URL_ENV,
@@ -202,6 +203,7 @@ class Settings(_Section):
     notifications: NotificationsSection = NotificationsSection()
     retention: RetentionSection = RetentionSection()
     workers: WorkersSection = WorkersSection()
+    prices: PricesSection = PricesSection()
     addresses: tuple[AddressEntry, ...] = Field(default=(), strict=False)
 
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))

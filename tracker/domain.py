@@ -105,6 +105,8 @@ class Observation:
     taken_at: datetime
     balances: dict[str, int]
     assets: dict[str, Asset] = field(default_factory=dict)
+    prices_xch: dict[str, Decimal] = field(default_factory=dict)
+    """What the source said a CAT is worth in XCH, when it said so (Spacescan's ``price_xch``)."""
 
     def asset(self, asset_id: str) -> Asset:
         return self.assets.get(asset_id) or (XCH_ASSET if asset_id == XCH else Asset(asset_id))

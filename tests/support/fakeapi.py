@@ -14,6 +14,10 @@ What it reproduces, from ``/work/shared/spacescan-api.md``:
 - reproducible fault injection (``random.Random(seed)``) for the soak test, each fault named in the
   request log so a test can check how the client reacted to each kind;
 - one-shot scripted answers (:meth:`FakeSpacescan.push`) for precise unit-style scenarios;
+- the price endpoints (``/stats/price``, current or at a ``period``, alternating between a number,
+  a string and a currency-keyed object; ``/token/price/{asset_id}`` with string prices) and each
+  token row's ``price_xch``, as set by :meth:`FakeSpacescan.set_xch_price` and
+  :meth:`FakeSpacescan.set_token_price` (never faulted: the soak's accounting is about balances);
 - a hook called after each good answer has been completely sent (``on_good_answer``), and an
   atomic :meth:`FakeSpacescan.set_balances`, so a soak test can move an address to its next
   known state exactly when the client got the current one.
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 ALL_FAULTS: tuple[str, ...] = (
     "429",
@@ -61,6 +65,10 @@ PUSHED = "pushed"
 
 TOKEN_PATH = "/address/token-balance/"
 XCH_PATH = "/address/xch-balance/"
+XCH_PRICE_PATH = "/stats/price"
+TOKEN_PRICE_PATH = "/token/price/"
+DEFAULT_PRICE_XCH = Decimal("0.01")
+"""A CAT's ``price_xch`` in token-balance rows unless set otherwise (also ``price``: 0.25)."""
 MOJOS_PER_XCH = 10**12
 BUDGET_WINDOW = 60.0
 
@@ -230,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         at, wall = time.monotonic(), time.time()
         url = urlsplit(self.path)
         headers = {name.lower(): value for name, value in self.headers.items()}
-        response, fault = fake._decide(url.path, headers)
+        response, fault = fake._decide(url.path, headers, url.query)
         served = Served(
             at, url.path, url.query, headers, 0 if response.reset else response.status, fault, wall
         )
@@ -291,6 +299,8 @@ class FakeSpacescan:
         JSON numbers).
     :param timeout_delay: how long the "timeout" fault stalls before its 504.
     :param port: port to bind; 0 picks a free one. A restarted server keeps its first port.
+    :param row_prices: token rows carry ``price_xch``, ``price`` and ``total_value`` (off: the
+        documented rows, without them).
     :param on_good_answer: called as ``on_good_answer(endpoint, address)`` (``endpoint`` is
         :data:`TOKEN_PATH` or :data:`XCH_PATH`) from the handler thread, after a good answer
         (not a fault, not pushed, not a rejection) has been completely written to the socket.
@@ -310,6 +320,7 @@ class FakeSpacescan:
         timeout_delay: float = 5.0,
         port: int = 0,
         on_good_answer: Callable[[str, str], None] | None = None,
+        row_prices: bool = True,
     ) -> None:
         unknown = sorted(set(faults) - set(ALL_FAULTS))
         if unknown:
@@ -334,6 +345,10 @@ class FakeSpacescan:
         self._xch: dict[str, int] = {}
         self._tokens: dict[str, dict[str, _Token]] = {}
         self._pushed: list[tuple[str, Response]] = []
+        self.row_prices = row_prices
+        self._xch_prices: dict[str, dict[int | None, Decimal | None]] = {}
+        self._token_prices: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self._price_answers = 0
         self._token_answers = 0
         self._xch_answers = 0
         self._stopping = threading.Event()
@@ -446,6 +461,26 @@ class FakeSpacescan:
         with self._lock:
             del self._tokens[address][asset_id]
 
+    def set_xch_price(
+        self, price: str | Decimal | None, *, currency: str = "USD", period: int | None = None
+    ) -> None:
+        """The XCH price in ``currency`` now (``period`` None), or from the Unix time ``period``
+        on (a request for a past time gets the latest set at or before it, else null)."""
+        value = None if price is None else _exact(price)
+        with self._lock:
+            self._xch_prices.setdefault(currency.upper(), {})[period] = value
+
+    def set_token_price(
+        self, asset_id: str, xch: str | Decimal | None, fiat: str | Decimal | None = None
+    ) -> None:
+        """A CAT's price in XCH (and in the currency), served by ``/token/price`` and as the
+        ``price_xch`` of its token rows (None: null there)."""
+        with self._lock:
+            self._token_prices[asset_id] = (
+                None if xch is None else _exact(xch),
+                None if fiat is None else _exact(fiat),
+            )
+
     def push(self, path_contains: str, *responses: Response) -> None:
         """Queue one-shot responses for the next requests whose path contains ``path_contains``.
 
@@ -520,7 +555,9 @@ class FakeSpacescan:
             self.requests.append(served)
             self._logged.notify_all()
 
-    def _decide(self, path: str, headers: Mapping[str, str]) -> tuple[Response, str | None]:
+    def _decide(
+        self, path: str, headers: Mapping[str, str], query: str = ""
+    ) -> tuple[Response, str | None]:
         """Pick the answer to a request and the fault name to log with it."""
         with self._lock:
             for i, (needle, response) in enumerate(self._pushed):
@@ -531,6 +568,8 @@ class FakeSpacescan:
             return _failed(403, "Forbidden"), None
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
             return _failed(403, "Forbidden"), None
+        if path == XCH_PRICE_PATH or path.startswith(TOKEN_PRICE_PATH):
+            return self._price_answer(path, query), None
         if path.startswith(TOKEN_PATH):
             endpoint, address = TOKEN_PATH, path[len(TOKEN_PATH) :]
         elif path.startswith(XCH_PATH):
@@ -579,26 +618,59 @@ class FakeSpacescan:
         """Rows with Decimal values (JSON numbers) or str values (JSON strings), per ``style``."""
         with self._lock:
             tokens = list(self._tokens.get(address, {}).items())
+            prices = dict(self._token_prices)
         rows = []
         for index, (asset_id, token) in enumerate(tokens):
             as_string = style == "string" or (style == "mixed" and index % 2 == 0)
-            total = (token.amount * Decimal("0.25")).quantize(Decimal("0.01"))
-            numbers = {
-                "balance": token.amount,
-                "price_xch": Decimal("0.01"),
-                "price": Decimal("0.25"),
-                "total_value": total,
-            }
+            numbers: dict[str, Decimal | None] = {"balance": token.amount}
+            if self.row_prices:
+                in_xch, fiat = prices.get(asset_id, (DEFAULT_PRICE_XCH, Decimal("0.25")))
+                each = fiat if fiat is not None else Decimal("0.25")
+                numbers["price_xch"] = in_xch
+                numbers["price"] = each
+                numbers["total_value"] = (token.amount * each).quantize(Decimal("0.01"))
             rows.append(
                 {
                     "asset_id": asset_id,
                     "name": token.name,
                     "symbol": token.symbol,
                     "preview_url": None,
-                    **{k: _decimal_text(v) if as_string else v for k, v in numbers.items()},
+                    **{
+                        k: _decimal_text(v) if as_string and v is not None else v
+                        for k, v in numbers.items()
+                    },
                 }
             )
         return rows
+
+    def _price_answer(self, path: str, query: str) -> Response:
+        """``/stats/price`` (XCH, now or at ``period``) or ``/token/price/{asset_id}``."""
+        params = dict(parse_qsl(query))
+        currency = (params.get("currency") or params.get("cur") or "USD").upper()
+        with self._lock:
+            turn = self._price_answers if self.variance else 0
+            self._price_answers += 1
+            if path.startswith(TOKEN_PRICE_PATH):
+                found = self._token_prices.get(path[len(TOKEN_PRICE_PATH) :])
+                if found is None:
+                    return _failed(404, "Token not found")
+                in_xch, fiat = found
+                texts = [None if v is None else _decimal_text(v) for v in (fiat, in_xch)]
+                prices = {currency.lower(): texts[0], "xch": texts[1]}
+                return Response(200, {"status": "success", "price": prices})
+            known = self._xch_prices.get(currency, {})
+            period = params.get("period")
+            if period is None:
+                price = known.get(None)
+            else:
+                past = [p for p in known if p is not None and p <= int(period)]
+                price = known[max(past)] if past else None
+        shape = turn % 3  # a JSON number, a string, or an object keyed by currency
+        text = "null" if price is None else _decimal_text(price)
+        value = text if shape == 0 or price is None else f'"{text}"'
+        if shape == 2:
+            value = f'{{"{currency.lower()}": {value}}}'
+        return Response(200, f'{{"status": "success", "price": {value}}}'.encode())
 
     def _token_answer(self, address: str, list_key: str, style: str) -> Response:
         body = {"status": "success", list_key: self._token_rows(address, style)}
@@ -664,6 +736,15 @@ class FakeSpacescan:
                     "data": [{**r, "balance": -(abs(r["balance"]) or 1)} for r in rows],
                 }
         return Response(200, _dumps_exact(body).encode())
+
+
+def _exact(value: str | Decimal) -> Decimal:
+    if isinstance(value, float | bool):
+        raise TypeError("a price must be str or Decimal, not float")
+    price = Decimal(value)
+    if not price.is_finite():
+        raise ValueError("a price must be finite")
+    return price
 
 
 def _dumps_exact(value: object) -> str:

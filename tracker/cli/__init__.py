@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tracker.cli import daemon, reading, schema, setup  # noqa: F401  (each registers its commands)
+from tracker.cli import daemon, prices, reading, schema, setup  # noqa: F401  (each registers its commands)
 from tracker.cli.app import cli
 
 

@@ -266,6 +266,11 @@ TITLES = {
     "last_success": "last success",
     "last_attempt": "last attempt",
     "last_error": "last error",
+    "price_xch": "price XCH",
+    "value_xch": "value XCH",
+    "start_value": "start value",
+    "end_value": "end value",
+    "value_change": "value change",
 }
 """Shorter headers for tables (CSV and JSON keep the keys)."""
 

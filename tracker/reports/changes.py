@@ -102,16 +102,28 @@ def change_report(
         if address.id not in windows:
             continue
         start, end = windows[address.id]
-        if period is None:
-            cut: list[Bucket] = [(None, start.taken_at, end.taken_at)]
-        else:
-            # Periods cover what is known: from the window's start, or the first snapshot when
-            # the history begins later, to the window's end (or the last snapshot).
-            first = max(since, start.taken_at) if since is not None else start.taken_at
-            cut = buckets(first, until or end.taken_at, period)
+        cut = cut_of(start, end, since, until, period)
         held = starts.get(start.id, {})
-        rows.extend(_bucket_rows(address, cut, held, changes.get(address.id, []), assets))
-    return _totals(rows) if total else rows
+        rows.extend(bucket_rows(address, cut, held, changes.get(address.id, []), assets))
+    return totals(rows) if total else rows
+
+
+def cut_of(
+    start: SnapshotRef,
+    end: SnapshotRef,
+    since: datetime | None,
+    until: datetime | None,
+    period: Period | None,
+) -> list[Bucket]:
+    """An address's window, whole or cut into periods.
+
+    Periods cover what is known: from the window's start, or the first snapshot when the
+    history begins later, to the window's end (or the last snapshot).
+    """
+    if period is None:
+        return [(None, start.taken_at, end.taken_at)]
+    first = max(since, start.taken_at) if since is not None else start.taken_at
+    return buckets(first, until or end.taken_at, period)
 
 
 def windows_of(
@@ -172,7 +184,7 @@ def _changes_in(
     return found
 
 
-def _bucket_rows(
+def bucket_rows(
     address: AddressRef,
     cut: Sequence[Bucket],
     balances: dict[int, int],
@@ -228,7 +240,7 @@ def _bucket_rows(
     return rows
 
 
-def _totals(rows: Iterable[ReportRow]) -> list[ReportRow]:
+def totals(rows: Iterable[ReportRow]) -> list[ReportRow]:
     """The portfolio: rows of every address summed per asset (and period)."""
     sums: dict[tuple[str | None, str], ReportRow] = {}
     for row in rows:

@@ -17,9 +17,13 @@ from typing import Literal, TextIO
 
 from tracker.sanitize import csv_cell, printable
 from tracker.times import iso
+from tracker.valuation import FIAT_PLACES, XCH_PLACES, rounded
 
 # "change" is an amount that the table shows with its sign (+1.500), so gains stand out.
-Kind = Literal["text", "amount", "change", "mojos", "time", "count"]
+# "xch" and "fiat" are prices and values, which the table rounds (6 and 2 decimals) for reading
+# only; "fiat_change" is a fiat value with its sign.
+Kind = Literal["text", "amount", "change", "mojos", "time", "count", "xch", "fiat", "fiat_change"]
+_ROUNDED = {"xch": XCH_PLACES, "fiat": FIAT_PLACES, "fiat_change": FIAT_PLACES}
 FORMATS = ("table", "csv", "json")
 
 
@@ -57,7 +61,7 @@ def _plain(value: object, kind: Kind) -> object:
         return None
     if kind == "time" and isinstance(value, datetime):
         return iso(value)
-    if kind in ("amount", "change", "mojos"):
+    if kind in ("amount", "change", "mojos", *_ROUNDED):
         if not isinstance(value, int | Decimal) or isinstance(value, bool):
             raise TypeError(f"amount of type {type(value).__name__}")
         # "f": str(Decimal) would write small amounts as 3E-12.
@@ -173,6 +177,11 @@ def _shown(row: object, column: Column) -> str:
         return f"+{text}" if column.kind == "change" and value > 0 else text
     if column.kind == "count" and isinstance(value, int):
         return f"{value:,}"
+    if column.kind in _ROUNDED and isinstance(value, Decimal):
+        shown = rounded(value, _ROUNDED[column.kind])
+        shown = shown if shown else abs(shown)  # never "-0.00"
+        signed = column.kind == "fiat_change" and shown
+        return f"{shown:+,f}" if signed else f"{shown:,f}"
     return printable(str(value))
 
 

@@ -23,19 +23,23 @@ from tracker.clock import SystemClock
 from tracker.config import Settings
 from tracker.domain import WatchedAddress
 from tracker.errors import ConfigError
+from tracker.reports.pricebook import ValueRule
 from tracker.retention.prune import prune
 from tracker.retry import RetryPolicy
 from tracker.service.daemon import Daemon, Job
 from tracker.service.metrics import Metrics, MetricsServer
 from tracker.service.notify import WebhookNotifier
 from tracker.service.poller import Poller, PollSummary
+from tracker.service.pricing import PollPricing
 from tracker.service.shared import Leases
 from tracker.sources import http
 from tracker.sources.base import BalanceSource
 from tracker.sources.budget import Concurrency, RateBudget
+from tracker.sources.prices import PriceSource
 from tracker.sources.spacescan import SpacescanSource
 from tracker.store.engine import database_error
 from tracker.store.lock import DaemonLock
+from tracker.store.prices import PriceStore
 from tracker.store.writer import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,17 @@ def source(
     on_answer_time: Callable[[float], None] | None = None,
 ) -> BalanceSource:
     """The balance source of these settings."""
+    return spacescan_source(settings, clock, budget, on_response, on_answer_time)
+
+
+def spacescan_source(
+    settings: Settings,
+    clock: SystemClock,
+    budget: RateBudget,
+    on_response: Callable[[str, str], None] | None = None,
+    on_answer_time: Callable[[float], None] | None = None,
+) -> SpacescanSource:
+    """Spacescan's client: the balance source, and the way to its prices."""
     spacescan = settings.spacescan
     return SpacescanSource(
         spacescan.base_url,
@@ -83,12 +98,45 @@ def poller(
     """A poller reading from the settings' source into the database behind ``engine``."""
     budget = budget or RateBudget(settings.spacescan.requests_per_minute, clock)
     concurrency = Concurrency(budget, settings.spacescan.concurrency_cap)
+    reader = source(settings, clock, budget, on_response, concurrency.observe)
     return Poller(
-        source(settings, clock, budget, on_response, concurrency.observe),
+        reader,
         SnapshotStore(engine, clock),
         clock,
         concurrency=concurrency,
+        pricing=pricing(settings, engine, clock, budget, reader, on_response),
     )
+
+
+def pricing(
+    settings: Settings,
+    engine: Engine,
+    clock: SystemClock,
+    budget: RateBudget,
+    reader: BalanceSource | None = None,
+    on_response: Callable[[str, str], None] | None = None,
+) -> PollPricing | None:
+    """The prices of the polls, from Spacescan within ``budget`` (through the balance source
+    itself when it is Spacescan: one session, one retry policy); None when valuation is off."""
+    currency = settings.prices.fiat
+    if currency is None:
+        return None
+    if not isinstance(reader, SpacescanSource):
+        reader = spacescan_source(settings, clock, budget, on_response)
+    return PollPricing(
+        PriceSource(reader),
+        PriceStore(engine, clock),
+        clock,
+        currency=currency,
+        interval_seconds=settings.prices.interval_seconds,
+        max_age_seconds=settings.prices.max_age,
+    )
+
+
+def value_rule(settings: Settings) -> ValueRule | None:
+    """The settings' valuation rule (currency and maximum price age); None when off."""
+    prices = settings.prices
+    return None if prices.fiat is None else ValueRule.of(prices.fiat, prices.max_age)
 
 
 def notifier(
@@ -153,6 +201,7 @@ def run_daemon(
             lambda: daemon.addresses if daemon is not None else settings.watched,
             settings.stale_after_seconds,
             shared=shared,
+            rule=value_rule(settings),
         )
         server = _serve_metrics(settings, metrics)
     budget = RateBudget(settings.spacescan.requests_per_minute, clock)

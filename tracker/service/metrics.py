@@ -33,11 +33,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from tracker.domain import WatchedAddress
 from tracker.errors import TrackerError
 from tracker.reports.balances import balances
+from tracker.reports.pricebook import ValueRule
 from tracker.reports.status import status
+from tracker.reports.values import valued_balances
 from tracker.service.poller import PollSummary
 from tracker.store import queries
 from tracker.store.engine import describe
 from tracker.store.models import Address, Delta
+from tracker.valuation import total
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,18 @@ CLIENT_TIMEOUT_SECONDS = 10.0
 
 
 class StoredState(Collector):
-    """Balances and poll health of the watched addresses, read from the database per scrape."""
+    """Balances and poll health of the watched addresses, read from the database per scrape;
+    with a ``rule``, their values too (by the valuation rule, as ``balances --value``)."""
 
-    def __init__(self, engine: Engine, addresses: Callable[[], Sequence[WatchedAddress]]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        addresses: Callable[[], Sequence[WatchedAddress]],
+        rule: ValueRule | None = None,
+    ) -> None:
         self._engine = engine
         self._addresses = addresses
+        self._rule = rule
 
     def collect(self) -> Iterator[Metric]:
         labels = ["address", "label"]
@@ -71,8 +81,11 @@ class StoredState(Collector):
             labels=labels,
         )
         watched = {entry.address: entry.label or "" for entry in self._addresses()}
+        values = _value_families() if self._rule is not None else ()
         try:
             self._balances(balance, watched)
+            if values:
+                self._values(*values, watched)
             for row in status(self._engine, count_snapshots=False):
                 if row.address in watched:
                     who = [row.address, watched[row.address]]
@@ -82,7 +95,22 @@ class StoredState(Collector):
         except (SQLAlchemyError, TrackerError) as exc:
             log.warning("metrics: the database did not answer: %s", _reason(exc))
             return
-        yield from (balance, last, failures)
+        yield from (balance, last, failures, *values)
+
+    def _values(
+        self, value: GaugeMetricFamily, portfolio: GaugeMetricFamily, watched: dict[str, str]
+    ) -> None:
+        """Each priced holding's value in the currency, and their sum: unpriced ones are absent
+        (a missing series, not a zero)."""
+        assert self._rule is not None
+        currency = self._rule.currency or ""
+        priced = []
+        for row in valued_balances(self._engine, self._rule):
+            if row.address in watched and row.value is not None:
+                labels = [row.address, watched[row.address], row.asset_id or "", row.symbol or ""]
+                value.add_metric([*labels, currency], float(row.value))
+                priced.append(row.value)
+        portfolio.add_metric([currency], float(total(priced)))
 
     def _balances(self, family: GaugeMetricFamily, watched: dict[str, str]) -> None:
         held: dict[tuple[str, str], tuple[str, float]] = {}
@@ -109,6 +137,22 @@ class StoredState(Collector):
         ]
 
 
+def _value_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily(
+            "tracker_value",
+            "Value of the balance at the last stored snapshot, in the currency; absent when "
+            "unpriced.",
+            labels=["address", "label", "asset_id", "symbol", "currency"],
+        ),
+        GaugeMetricFamily(
+            "tracker_portfolio_value",
+            "Sum of tracker_value over the watched addresses (the priced holdings).",
+            labels=["currency"],
+        ),
+    )
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, TrackerError) else describe(exc)
 
@@ -124,6 +168,7 @@ class Metrics:
         *,
         shared: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        rule: ValueRule | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._engine = engine
@@ -134,7 +179,7 @@ class Metrics:
         self._started = monotonic()
         self._succeeded: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.registry.register(StoredState(engine, addresses))
+        self.registry.register(StoredState(engine, addresses, rule))
         self.poll_duration = Histogram(
             "tracker_poll_duration_seconds",
             "Duration of a poll of every address.",

@@ -27,6 +27,7 @@ from tracker.service.poller import PollSummary
 from tracker.sources import http
 from tracker.sources.base import Refused
 from tracker.times import iso
+from tracker.valuation import Valuation
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +43,38 @@ def payloads(summary: PollSummary) -> list[dict[str, Any]]:
         for delta in result.deltas:
             decimals = decimals_of(delta.asset)
             info = result.observation.assets.get(delta.asset)
-            documents.append(
-                {
-                    "address": result.address,
-                    "label": result.label,
-                    "asset_id": delta.asset,
-                    "symbol": info.symbol if info else result.symbols.get(delta.asset),
-                    "previous": format(units(delta.previous_mojos, decimals), "f"),
-                    "new": format(units(delta.mojos, decimals), "f"),
-                    "delta": format(units(delta.delta_mojos, decimals), "f"),
-                    "previous_mojos": str(delta.previous_mojos),
-                    "new_mojos": str(delta.mojos),
-                    "delta_mojos": str(delta.delta_mojos),
-                    "taken_at": iso(result.observation.taken_at),
-                }
-            )
+            document: dict[str, Any] = {
+                "address": result.address,
+                "label": result.label,
+                "asset_id": delta.asset,
+                "symbol": info.symbol if info else result.symbols.get(delta.asset),
+                "previous": format(units(delta.previous_mojos, decimals), "f"),
+                "new": format(units(delta.mojos, decimals), "f"),
+                "delta": format(units(delta.delta_mojos, decimals), "f"),
+                "previous_mojos": str(delta.previous_mojos),
+                "new_mojos": str(delta.mojos),
+                "delta_mojos": str(delta.delta_mojos),
+                "taken_at": iso(result.observation.taken_at),
+            }
+            value = result.values.get(delta.asset)
+            if value is not None:  # the poll was valued: what the change was worth
+                document.update(valued(value))
+            documents.append(document)
     return documents
+
+
+def valued(value: Valuation) -> dict[str, str | None]:
+    """The price and value of a change, exact decimal strings; null where unpriced."""
+    fields = {
+        "price_xch": value.price_xch,
+        "value_xch": value.value_xch,
+        "price": value.price,
+        "value": value.value,
+    }
+    return {
+        "currency": value.currency,
+        **{key: None if amount is None else format(amount, "f") for key, amount in fields.items()},
+    }
 
 
 class WebhookNotifier:

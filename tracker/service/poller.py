@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +28,7 @@ from tracker.sanitize import printable
 from tracker.sources.base import BalanceSource
 from tracker.sources.budget import Concurrency
 from tracker.store.writer import SnapshotStore, Stored
+from tracker.valuation import FIAT_PLACES, XCH_PLACES, Valuation, rounded
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class AddressResult:
     observation: Observation | None = None
     deltas: tuple[AssetDelta[str], ...] = ()
     symbols: dict[str, str | None] = field(default_factory=dict)
+    values: dict[str, Valuation] = field(default_factory=dict)
+    """What each change (delta) was worth at the snapshot's prices, when the poll was valued."""
 
     @property
     def changes(self) -> int:
@@ -93,12 +96,16 @@ class Poller:
         clock: Clock,
         *,
         concurrency: Concurrency | int = 4,
+        pricing: Callable[[list[AddressResult]], list[AddressResult]] | None = None,
     ) -> None:
         self.source = source
         self.store = store
         self._clock = clock
         # A number is a fixed limit (tests, benchmarks of a fixed pool); otherwise adaptive.
         self._concurrency = concurrency
+        # Fetches the prices a poll needs once its snapshots are stored, and values its changes
+        # (service.pricing); never raises.
+        self._pricing = pricing
         self._phase_lock = threading.Lock()
         self._phase = "idle"
 
@@ -141,6 +148,11 @@ class Poller:
                 if ready:
                     self._set_phase("writing to the database")
                     results.extend(self._store_all([read for f in ready for read in f.result()]))
+        if self._pricing is not None:
+            self._set_phase("fetching prices")
+            results = self._pricing(results)
+        for result in results:
+            _log_changes(result)
         self._set_phase("idle")
         return PollSummary(tuple(results), self._clock.monotonic() - started)
 
@@ -209,17 +221,6 @@ class Poller:
                 "or the clock went back)",
                 _who(entry),
             )
-        for delta in outcome.deltas:
-            symbol = outcome.symbols.get(delta.asset)
-            asset = observation.asset(delta.asset)
-            log.info(
-                "%s: %s %s (%s → %s)",
-                _who(entry),
-                printable(symbol or asset.display),
-                f"{asset.units(delta.delta_mojos):+,f}",
-                f"{asset.units(delta.previous_mojos):,f}",
-                f"{asset.units(delta.mojos):,f}",
-            )
         return AddressResult(
             entry.address,
             entry.label,
@@ -229,6 +230,38 @@ class Poller:
             deltas=tuple(outcome.deltas),
             symbols=outcome.symbols,
         )
+
+
+def _log_changes(result: AddressResult) -> None:
+    """One line per change, with what it was worth when the poll was valued."""
+    if result.observation is None:
+        return
+    who = result.address + (f" ({printable(result.label)})" if result.label else "")
+    for delta in result.deltas:
+        symbol = result.symbols.get(delta.asset)
+        asset = result.observation.asset(delta.asset)
+        log.info(
+            "%s: %s %s (%s → %s)%s",
+            who,
+            printable(symbol or asset.display),
+            f"{asset.units(delta.delta_mojos):+,f}",
+            f"{asset.units(delta.previous_mojos):,f}",
+            f"{asset.units(delta.mojos):,f}",
+            worth(result.values.get(delta.asset)),
+        )
+
+
+def worth(value: Valuation | None) -> str:
+    """``, worth +0.018000 XCH, +0.56 USD`` (rounded for reading), or nothing when unvalued."""
+    if value is None:
+        return ""
+    if value.value_xch is None:
+        return ", unpriced"
+    text = f", worth {rounded(value.value_xch, XCH_PLACES):+,f} XCH"
+    if value.currency is not None:
+        fiat = "unpriced" if value.value is None else f"{rounded(value.value, FIAT_PLACES):+,f}"
+        text += f", {fiat} {value.currency}"
+    return text
 
 
 def _who(entry: WatchedAddress) -> str:

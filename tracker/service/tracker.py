@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 from tracker.config_read import Database, config_path, load_database
 from tracker.errors import NotFound, StoreError, TrackerError, UsageError
 from tracker.redact import Redactor
+from tracker.service.valuing import ValueMethods
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -68,8 +69,8 @@ def _database(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Tracker:
-    """The library's front door: one configuration, one database.
+class Tracker(ValueMethods):
+    """The library's front door: one configuration, one database (values: ``ValueMethods``).
 
     Made from checked :class:`~tracker.config.Settings`, or (``Tracker.open(..., reading=True)``)
     from the database's location alone: then the rest of the configuration is read and checked

@@ -29,7 +29,7 @@ from tracker.sources import http
 from tracker.sources.base import RateLimited, Refused, TimedOut, Unavailable
 from tracker.sources.budget import RateBudget
 from tracker.sources.spacescan_answers import (
-    parse_token_balances,
+    parse_token_answer,
     parse_xch_balance,
     server_message,
 )
@@ -95,13 +95,21 @@ class SpacescanSource:
     def _read_one(self, entry: WatchedAddress) -> Observation | SourceError:
         started_at = self._clock.now()
         try:
-            balances, assets = self._get("token-balance", entry, parse_token_balances)
+            tokens = self._get("token-balance", entry, parse_token_answer)
+            balances, assets = tokens.balances, tokens.assets
             if self._include_xch:
                 balances[XCH] = self._get("xch-balance", entry, parse_xch_balance)
                 assets[XCH] = XCH_ASSET
         except SourceError as exc:
             return exc
-        return Observation(entry.address, started_at, self._clock.now(), balances, assets)
+        return Observation(
+            entry.address,
+            started_at,
+            self._clock.now(),
+            balances,
+            assets,
+            prices_xch=tokens.prices_xch,
+        )
 
     def _get(
         self,
@@ -112,6 +120,21 @@ class SpacescanSource:
         url = f"{self.base_url}/address/{endpoint}/{entry.address}"
         if endpoint == "xch-balance" and self._include_dust:
             url += "?include_dust=true"
+        who = entry.address + (f" ({entry.label})" if entry.label else "")
+        return self.request(endpoint, url, parse, who)
+
+    def request(
+        self,
+        endpoint: str,
+        url: str,
+        parse: Callable[[bytes, Callable[[str], str]], _T],
+        who: str,
+    ) -> _T:
+        """GET ``url`` within the budget, retried by the policy, its 200 body read by ``parse``.
+
+        The one way a Spacescan request is made (balances and prices alike); ``who`` names the
+        request in retry log lines. Raises the final ``SourceError``, or ``Cancelled``.
+        """
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._api_key:
             headers["x-api-key"] = self._api_key
@@ -131,9 +154,8 @@ class SpacescanSource:
             level = logging.WARNING if number == 1 else logging.DEBUG
             log.log(
                 level,
-                "%s%s: %s: %s; trying again in %.0f s (attempt %d of %s)",
-                entry.address,
-                f" ({entry.label})" if entry.label else "",
+                "%s: %s: %s; trying again in %.0f s (attempt %d of %s)",
+                who,
                 endpoint,
                 exc,
                 wait,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from typing import Any
 
@@ -26,6 +27,7 @@ from tracker.domain import (
     is_asset_id,
 )
 from tracker.sources.base import BadAnswer, RateLimited, Refused
+from tracker.valuation import XCH_QUOTE, canonical_price
 
 # ASCII digits only: Python's int() and Decimal() also take Arabic-Indic or full-width digits.
 _NUMBER = re.compile(r"\s*-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
@@ -40,25 +42,121 @@ def _unchanged(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class TokenAnswer:
+    """A token-balance answer: CAT mojos and names per asset id, and the prices in XCH that the
+    rows carried (``price_xch``; an asset without a usable one is simply absent)."""
+
+    balances: dict[str, int]
+    assets: dict[str, Asset]
+    prices_xch: dict[str, Decimal] = field(default_factory=dict)
+
+
 def parse_token_balances(
     body: bytes | str, redact: Redact = _unchanged
 ) -> tuple[dict[str, int], dict[str, Asset]]:
     """CAT balances in CAT mojos (1 token = 1,000) and what the answer says of each asset."""
+    answer = parse_token_answer(body, redact)
+    return answer.balances, answer.assets
+
+
+def parse_token_answer(body: bytes | str, redact: Redact = _unchanged) -> TokenAnswer:
+    """The balances as :func:`parse_token_balances` reads them, and each row's ``price_xch``.
+
+    A price is a bonus, never a condition: a row whose ``price_xch`` is missing, null, zero or
+    not a number keeps its balance and just has no price.
+    """
     payload = _payload(body, redact)
     rows = payload.get("data")
     if not isinstance(rows, list):
         rows = payload.get("balance")
     if not isinstance(rows, list):
         raise BadAnswer("no token list in the answer (expected 'data' or 'balance')")
-    balances: dict[str, int] = {}
-    assets: dict[str, Asset] = {}
+    answer = TokenAnswer({}, {}, {})
     for index, row in enumerate(rows):
         asset, mojos = _token(row, index)
-        if asset.asset_id in balances:
+        if asset.asset_id in answer.balances:
             raise BadAnswer(f"token {index}: asset {asset.asset_id} is listed twice")
-        balances[asset.asset_id] = mojos
-        assets[asset.asset_id] = asset
-    return balances, assets
+        answer.balances[asset.asset_id] = mojos
+        answer.assets[asset.asset_id] = asset
+        price = price_of(row.get("price_xch")) if isinstance(row, dict) else None
+        if price is not None:
+            answer.prices_xch[asset.asset_id] = price
+    return answer
+
+
+def price_of(value: object) -> Decimal | None:
+    """A price from a JSON number or numeric string, exactly; None for anything else (null, a
+    word, a boolean, zero, a negative or absurd number). Never raises."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        return None
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return None
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError):
+        return None
+    return canonical_price(amount)
+
+
+def parse_xch_price(
+    body: bytes | str, currency: str, redact: Redact = _unchanged
+) -> Decimal | None:
+    """The XCH price in ``currency`` from ``/stats/price``; None when the answer has no price
+    (a null, or a past moment Spacescan has no price for).
+
+    Both documented shapes are read: ``{"price": 31.2}`` (a number or a string, at the top or
+    under ``data``) and ``{"price": {"usd": "31.2", ...}}``.
+    """
+    found = _price_field(_payload(body, redact))
+    if isinstance(found, dict):
+        found = _keyed(found, currency)
+    return _price_or_none(found, f"price in {currency}")
+
+
+def parse_token_price(
+    body: bytes | str, currency: str, redact: Redact = _unchanged
+) -> Decimal | None:
+    """A CAT's price in XCH from ``/token/price/{asset_id}``
+    (``{"price": {"usd": "0.026", "xch": "0.0011"}}``); None when it has none."""
+    found = _price_field(_payload(body, redact))
+    if not isinstance(found, dict):
+        if found is None:
+            return None
+        raise BadAnswer(f"token price {clip(found)!r} does not say its currency")
+    return _price_or_none(_keyed(found, XCH_QUOTE), "price in XCH")
+
+
+def _price_field(payload: dict[str, Any]) -> object:
+    if "price" in payload:
+        return payload["price"]
+    data = payload.get("data")
+    if isinstance(data, dict) and "price" in data:
+        return data["price"]
+    raise BadAnswer("no price in the answer (expected 'price')")
+
+
+def _keyed(prices: dict[str, Any], quote: str) -> object:
+    """The entry of ``quote`` in ``{"usd": …, "xch": …}``, whatever the keys' case."""
+    for key, value in prices.items():
+        if isinstance(key, str) and key.lower() == quote.lower():
+            return value
+    return None
+
+
+def _price_or_none(value: object, what: str) -> Decimal | None:
+    """None for null or zero ("no price"); a number that cannot be a price is a bad answer."""
+    price = price_of(value)
+    if price is not None or value is None or _zero(value):
+        return price
+    raise BadAnswer(f"{what} is {clip(value)!r}, not a usable price")
+
+
+def _zero(value: object) -> bool:
+    try:
+        return not isinstance(value, bool) and Decimal(str(value).strip()) == 0
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def parse_xch_balance(body: bytes | str, redact: Redact = _unchanged) -> int:

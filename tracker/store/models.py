@@ -7,6 +7,7 @@ UTC everywhere, and SQLite (which has no time zone type) stores them as UTC text
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -55,6 +57,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Exact decimals (prices): NUMERIC on PostgreSQL, the same digits as text on SQLite, whose
+    NUMERIC would make them floats."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(Text() if dialect.name == "sqlite" else Numeric())
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
 
 
 class Base(DeclarativeBase):
@@ -173,3 +194,31 @@ class PollWorker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Price(Base):
+    """A price observed at a time: an asset in XCH (``quote = 'xch'``) or XCH in a currency
+    (``quote`` its ISO code); ``source`` says where it came from (see tracker.sources.prices)."""
+
+    __tablename__ = "prices"
+    # The valuation rule looks up the latest price at or before a moment: a backward step of
+    # this index. Recording the same price twice (a backfill run again) is a no-op.
+    __table_args__ = (UniqueConstraint("asset_id", "quote", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    quote: Mapped[str] = mapped_column(String(8))
+    price: Mapped[Decimal] = mapped_column(ExactDecimal())
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(40))
+
+
+class PriceSettings(Base):
+    """One row (id 1): the currency and maximum price age the ``balance_values`` view uses, as
+    the last writer (``run``, ``poll``, ``prices backfill``) was configured; NULL currency: off."""
+
+    __tablename__ = "price_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str | None] = mapped_column(String(8))
+    max_age_seconds: Mapped[int] = mapped_column(Integer)

@@ -111,6 +111,13 @@ def before(connection: Connection, address_id: int, moment: datetime) -> Snapsho
     return _run(connection, _BEFORE, [address_id], moment).get(address_id)
 
 
+def last_before(
+    connection: Connection, address_ids: Sequence[int], moment: datetime
+) -> dict[int, SnapshotRef]:
+    """Each address's last snapshot strictly before ``moment`` (a period's boundary)."""
+    return _run(connection, _BEFORE, address_ids, moment)
+
+
 def after(connection: Connection, address_id: int, moment: datetime) -> SnapshotRef | None:
     """The address's first snapshot strictly after ``moment``."""
     return _run(connection, _AFTER, [address_id], moment).get(address_id)
